@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The main job: build ringloop and run the side-by-side benchmark against
+# stock asyncio and uvloop (one run, interleaved), printing the table.
+#   scripts/bench.sh [benchmarks/run.py options, e.g. --quick]
+#   BENCH_PYTHON=/path/to/python scripts/bench.sh    (default: python3)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+py=${BENCH_PYTHON:-python3}
+work=${BENCH_WORKDIR:-/tmp/ringloop-bench}
+
+if [ ! -f /usr/include/liburing.h ] || ! command -v gcc >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq liburing-dev gcc
+fi
+
+tag=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+venv="$work/venv-$tag"
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$venv/bin/python" -m pip install -q uvloop
+src="$work/src"
+rm -rf "$src"
+mkdir -p "$src"
+git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} "$src"/
+(cd "$src" && "$venv/bin/python" -m pip install -q --no-cache-dir .)
+rm -rf "$src"
+exec "$venv/bin/python" benchmarks/run.py "$@"

@@ -1,0 +1,206 @@
+/* internal.h -- the contract between ringloop's C files: module state, object
+ * layouts and cross-file functions.  The only header .c files share besides
+ * common.h, compat.h, reactor.h and timerheap.h. */
+#ifndef RL_INTERNAL_H
+#define RL_INTERNAL_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "compat.h"
+#include "reactor.h"
+#include "timerheap.h"
+
+typedef struct RlLoop RlLoop;
+typedef struct RlHandle RlHandle;
+
+/* ---------------------------------------------------------------------- */
+/* Module state: every type, cached import and interned string.  traverse
+ * and clear in module.c mirror this struct line for line. */
+typedef struct rl_state {
+    PyTypeObject *LoopType;
+    PyTypeObject *HandleType;
+    PyTypeObject *TimerHandleType;
+
+    /* cached stdlib objects (borrowed from nothing: strong refs here) */
+    PyObject *asyncio_Future;          /* asyncio.Future */
+    PyObject *asyncio_extract_stack;   /* asyncio.format_helpers.extract_stack */
+    PyObject *asyncio_iscoroutinefunction; /* asyncio.iscoroutinefunction */
+    PyObject *asyncio_events_get_running_loop; /* events._get_running_loop */
+
+    /* hooks installed by the Python package (ringloop/_hooks.py) */
+    PyObject *hook_handle_repr;  /* (handle) -> str */
+    PyObject *hook_format_cb;    /* (callback, args, debug) -> str */
+    PyObject *hook_slow_cb;      /* (loop, handle, seconds) -> None */
+
+    /* interned strings */
+    PyObject *str_call_exception_handler;
+    PyObject *str_message;
+    PyObject *str_exception;
+    PyObject *str_handle;
+    PyObject *str_source_traceback;
+    PyObject *str_fileno;
+    PyObject *str_context;
+} rl_state;
+
+/* ---------------------------------------------------------------------- */
+/* The ready queue: a ring of plain C records.  A record is a function plus
+ * two owned references; running it hands both references to fn.  Public
+ * Handles are one kind of record (fn = rl_handle_ready_fn, a = handle).
+ * fn returns 0, or -1 with an exception that must leave the loop
+ * (SystemExit, KeyboardInterrupt); other errors are reported through the
+ * loop's exception handler by fn itself. */
+typedef int (*rl_ready_fn)(RlLoop *loop, PyObject *a, PyObject *b);
+
+typedef struct {
+    rl_ready_fn fn;
+    PyObject *a;
+    PyObject *b;
+} rl_callback;
+
+typedef struct {
+    rl_callback *buf;
+    size_t cap; /* power of two */
+    size_t head;
+    size_t len;
+} rl_ready;
+
+int rl_ready_grow(rl_ready *q);
+
+/* Steals a and b.  -1 with MemoryError set (a and b are then released). */
+RL_INLINE int
+rl_ready_push(rl_ready *q, rl_ready_fn fn, PyObject *a, PyObject *b)
+{
+    if (RL_UNLIKELY(q->len == q->cap) && rl_ready_grow(q) < 0) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return -1;
+    }
+    rl_callback *c = &q->buf[(q->head + q->len) & (q->cap - 1)];
+    c->fn = fn;
+    c->a = a;
+    c->b = b;
+    q->len++;
+    return 0;
+}
+
+/* The queue must be non-empty. */
+RL_INLINE rl_callback
+rl_ready_pop(rl_ready *q)
+{
+    rl_callback c = q->buf[q->head];
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->len--;
+    return c;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Handle and TimerHandle share one layout; TimerHandle is a subtype that
+ * uses `when`, `scheduled` and `seq`. */
+#define RL_HANDLE_INLINE_ARGS 3
+
+struct RlHandle {
+    PyObject_HEAD
+    PyObject *callback;
+    /* Arguments: up to RL_HANDLE_INLINE_ARGS stored inline; more go to
+     * argtuple and args[] is unused. */
+    PyObject *args[RL_HANDLE_INLINE_ARGS];
+    PyObject *argtuple;
+    Py_ssize_t nargs;
+    PyObject *context;
+    RlLoop *loop;
+    PyObject *source_traceback;
+    PyObject *repr;
+    PyObject *weakreflist;
+    double when;
+    char cancelled;
+    char scheduled;
+    char is_timer;
+};
+
+/* ---------------------------------------------------------------------- */
+/* A reader or writer registered with add_reader/add_writer: one one-shot
+ * POLL op re-armed after each readiness (level-triggered, as asyncio). */
+typedef struct rl_watch {
+    rl_op op; /* first: the reactor hands us &op */
+    RlLoop *loop;  /* borrowed: the loop frees every watch in close() */
+    RlHandle *handle; /* strong; NULL once removed */
+    struct rl_watch *next, *prev; /* loop->watches, all live records */
+    int fd;
+    int dir; /* 0 reader, 1 writer */
+} rl_watch;
+
+typedef struct {
+    rl_watch *w[2];
+} rl_fdslot;
+
+#define RL_FREELIST_MAX 256
+
+struct RlLoop {
+    PyObject_HEAD
+    rl_state *st;      /* borrowed: `module` keeps it alive */
+    PyObject *module;  /* strong */
+    rl_reactor *reactor;
+    rl_ready ready;
+    rl_timerheap timers;
+    uint64_t timer_seq;
+    Py_ssize_t timers_cancelled;
+    rl_fdslot *fds;
+    size_t nfds;
+    rl_watch *watches;
+    RlHandle *freelist[2]; /* Handle, TimerHandle; linked via ->callback */
+    int nfree[2];
+    PyObject *current_handle; /* debug mode: the handle being run */
+    PyObject *weakreflist;
+    double clock_resolution;
+    double slow_callback_duration;
+    unsigned long thread_id;
+    atomic_int wake_pending;
+    char backend_fallback[200]; /* why auto did not get io_uring, or "" */
+    char has_thread; /* running: thread_id is valid */
+    char closed;
+    char stopping;
+    char debug;
+};
+
+/* ---------------------------------------------------------------------- */
+/* module.c */
+extern PyModuleDef rl_module_def;
+rl_state *rl_get_state_by_type(PyTypeObject *tp);
+
+/* loop.c */
+int rl_loop_init_type(PyObject *module, rl_state *st);
+double rl_loop_time(void);
+int rl_loop_check_closed(RlLoop *loop);
+/* Schedule handle (stolen) on loop's ready queue. */
+int rl_loop_push_handle(RlLoop *loop, RlHandle *handle);
+/* Report an exception raised by a callback (the current exception) through
+ * loop.call_exception_handler.  Returns -1 if the exception must leave the
+ * loop (SystemExit/KeyboardInterrupt, or the handler raised one), else 0. */
+int rl_loop_report_callback_error(RlLoop *loop, RlHandle *handle);
+
+/* handle.c */
+int rl_handle_init_types(PyObject *module, rl_state *st);
+/* New handle.  callback and args borrowed; context may be NULL (copy the
+ * current one).  TimerHandle when is_timer. */
+RlHandle *rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
+                        PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *context);
+int rl_handle_ready_fn(RlLoop *loop, PyObject *a, PyObject *b);
+/* Release a handle the loop holds: recycles it to the loop's free list when
+ * the loop holds the only reference. */
+void rl_handle_release(RlLoop *loop, RlHandle *h);
+void rl_handle_freelist_clear(RlLoop *loop);
+/* Handle.cancel(): 0 or -1 (debug repr failed). */
+int rl_handle_cancel(RlHandle *h);
+
+/* errors.c */
+/* Set an OSError (the right subclass) for a negative errno; returns NULL. */
+PyObject *rl_raise_errno(int neg_errno);
+PyObject *rl_raise_errno_msg(int neg_errno, const char *msg);
+
+#endif /* RL_INTERNAL_H */

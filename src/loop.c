@@ -1,0 +1,1267 @@
+/* loop.c -- ringloop._core.Loop: the native event loop core.
+ *
+ * What lives here: the ready queue and timer heap, one iteration of the loop
+ * (_run_once: drop cancelled timers, compute the timeout, wait in the
+ * reactor with the GIL released, dispatch completions, move due timers to
+ * the ready queue, run what is ready), call_soon/call_later/call_at and the
+ * thread-safe variant, stop/close, and add_reader/add_writer.  The cold
+ * policy (run_forever's setup, exception handler, executors, signals) is in
+ * python/ringloop/_loop.py, which subclasses this type. */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <structmember.h>
+
+/* asyncio's constants: base_events._MIN_SCHEDULED_TIMER_HANDLES,
+ * _MIN_CANCELLED_TIMER_HANDLES_FRACTION and MAXIMUM_SELECT_TIMEOUT. */
+#define RL_MIN_SCHEDULED_TIMERS 100
+#define RL_MAX_WAIT_SECONDS (24.0 * 3600.0)
+
+double
+rl_loop_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int
+rl_ready_grow(rl_ready *q)
+{
+    size_t ncap = q->cap ? q->cap * 2 : 256;
+    rl_callback *nb = PyMem_Malloc(ncap * sizeof(rl_callback));
+    if (nb == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Unwrap the ring into the new buffer. */
+    for (size_t i = 0; i < q->len; i++) {
+        nb[i] = q->buf[(q->head + i) & (q->cap - 1)];
+    }
+    PyMem_Free(q->buf);
+    q->buf = nb;
+    q->cap = ncap;
+    q->head = 0;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* checks shared by the public methods */
+
+int
+rl_loop_check_closed(RlLoop *loop)
+{
+    if (RL_UNLIKELY(loop->closed || loop->reactor == NULL)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        loop->module == NULL
+                            ? "Loop.__init__() was not called"
+                            : "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* asyncio's _check_thread (debug mode only). */
+static int
+check_thread(RlLoop *loop)
+{
+    if (loop->has_thread && loop->thread_id != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Non-thread-safe operation invoked on an event loop "
+                        "other than the current one");
+        return -1;
+    }
+    return 0;
+}
+
+/* asyncio's _check_callback, always applied for callability (cheap), and
+ * for coroutine functions in debug mode as asyncio does. */
+static int
+check_callback(RlLoop *loop, PyObject *cb, const char *method)
+{
+    if (PyCoro_CheckExact(cb)) {
+        PyErr_Format(PyExc_TypeError, "coroutines cannot be used with %s()",
+                     method);
+        return -1;
+    }
+    if (RL_UNLIKELY(loop->debug)) {
+        PyObject *r = PyObject_CallOneArg(
+            loop->st->asyncio_iscoroutinefunction, cb);
+        if (r == NULL) {
+            return -1;
+        }
+        int is = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (is < 0) {
+            return -1;
+        }
+        if (is) {
+            PyErr_Format(PyExc_TypeError,
+                         "coroutines cannot be used with %s()", method);
+            return -1;
+        }
+    }
+    if (!PyCallable_Check(cb)) {
+        PyErr_Format(PyExc_TypeError,
+                     "a callable object was expected by %s(), got %R", method,
+                     cb);
+        return -1;
+    }
+    return 0;
+}
+
+/* The keyword part of f(callback, *args, context=None). */
+static int
+parse_context_kw(RlLoop *loop, PyObject *const *kwvalues, PyObject *kwnames,
+                 const char *method, PyObject **context)
+{
+    *context = NULL;
+    if (kwnames == NULL) {
+        return 0;
+    }
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        int eq = PyUnicode_Compare(k, loop->st->str_context);
+        if (eq == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (eq != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%S'",
+                         method, k);
+            return -1;
+        }
+        *context = kwvalues[i] == Py_None ? NULL : kwvalues[i];
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* scheduling */
+
+int
+rl_loop_push_handle(RlLoop *loop, RlHandle *h)
+{
+    return rl_ready_push(&loop->ready, rl_handle_ready_fn, (PyObject *)h,
+                         NULL);
+}
+
+/* call_soon and call_soon_threadsafe share everything but the checks. */
+static PyObject *
+call_soon_common(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames, const char *method, int threadsafe)
+{
+    PyObject *context;
+    if (parse_context_kw(self, args + nargs, kwnames, method, &context) < 0) {
+        return NULL;
+    }
+    if (nargs < 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() missing 1 required positional argument: "
+                     "'callback'",
+                     method);
+        return NULL;
+    }
+    if (rl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (RL_UNLIKELY(self->debug) && !threadsafe && check_thread(self) < 0) {
+        return NULL;
+    }
+    if (check_callback(self, args[0], method) < 0) {
+        return NULL;
+    }
+    RlHandle *h =
+        rl_handle_new(self, 0, args[0], args + 1, nargs - 1, context);
+    if (h == NULL) {
+        return NULL;
+    }
+    Py_INCREF(h);
+    if (rl_loop_push_handle(self, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    if (threadsafe) {
+        /* Wake the loop unless a wake-up is already on its way; the loop
+         * clears the flag after each wait, before running callbacks. */
+        if (!atomic_exchange(&self->wake_pending, 1)) {
+            rl_reactor_wakeup(self->reactor);
+        }
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *
+Loop_call_soon(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    return call_soon_common(self, args, nargs, kwnames,
+                            "call_soon", 0);
+}
+
+static PyObject *
+Loop_call_soon_threadsafe(RlLoop *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames)
+{
+    return call_soon_common(self, args, nargs, kwnames,
+                            "call_soon_threadsafe", 1);
+}
+
+static PyObject *
+schedule_timer(RlLoop *self, double when, PyObject *const *args,
+               Py_ssize_t nargs, PyObject *context, const char *method)
+{
+    if (rl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (RL_UNLIKELY(self->debug) && check_thread(self) < 0) {
+        return NULL;
+    }
+    if (check_callback(self, args[0], method) < 0) {
+        return NULL;
+    }
+    RlHandle *h =
+        rl_handle_new(self, 1, args[0], args + 1, nargs - 1, context);
+    if (h == NULL) {
+        return NULL;
+    }
+    h->when = when;
+    if (rl_timerheap_push(&self->timers, when, self->timer_seq++, h) < 0) {
+        Py_DECREF(h);
+        return PyErr_NoMemory();
+    }
+    h->scheduled = 1;
+    Py_INCREF(h); /* the heap's reference */
+    return (PyObject *)h;
+}
+
+static PyObject *
+Loop_call_at(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    PyObject *context;
+    if (parse_context_kw(self, args + nargs, kwnames, "call_at", &context) <
+        0) {
+        return NULL;
+    }
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_at() takes at least 2 positional arguments "
+                        "(when, callback)");
+        return NULL;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "when cannot be None");
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(args[0]);
+    if (when == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return schedule_timer(self, when, args + 1, nargs - 1, context,
+                          "call_at");
+}
+
+static PyObject *
+Loop_call_later(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    PyObject *context;
+    if (parse_context_kw(self, args + nargs, kwnames, "call_later",
+                         &context) < 0) {
+        return NULL;
+    }
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_later() takes at least 2 positional arguments "
+                        "(delay, callback)");
+        return NULL;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "delay must not be None");
+        return NULL;
+    }
+    double delay = PyFloat_AsDouble(args[0]);
+    if (delay == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return schedule_timer(self, rl_loop_time() + delay, args + 1, nargs - 1,
+                          context, "call_at");
+}
+
+/* _add_callback(handle): asyncio's name; schedules an existing Handle (the
+ * signal machinery reuses one Handle per signal). */
+static PyObject *
+Loop__add_callback(RlLoop *self, PyObject *handle)
+{
+    if (!PyObject_TypeCheck(handle, self->st->HandleType)) {
+        PyErr_SetString(PyExc_TypeError, "a ringloop Handle was expected");
+        return NULL;
+    }
+    if (rl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (!((RlHandle *)handle)->cancelled) {
+        if (rl_loop_push_handle(self, (RlHandle *)Py_NewRef(handle)) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop__add_callback_signalsafe(RlLoop *self, PyObject *handle)
+{
+    PyObject *r = Loop__add_callback(self, handle);
+    if (r != NULL && !atomic_exchange(&self->wake_pending, 1)) {
+        rl_reactor_wakeup(self->reactor);
+    }
+    return r;
+}
+
+/* _make_handle(callback, *args): a Handle that is not scheduled (one per
+ * signal handler, scheduled each time the signal arrives). */
+static PyObject *
+Loop__make_handle(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "_make_handle() needs a callback");
+        return NULL;
+    }
+    if (rl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    return (PyObject *)rl_handle_new(self, 0, args[0], args + 1, nargs - 1,
+                                     NULL);
+}
+
+static PyObject *
+Loop__write_to_self(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->reactor != NULL && !self->closed) {
+        atomic_store(&self->wake_pending, 1);
+        rl_reactor_wakeup(self->reactor);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------------- */
+/* one iteration */
+
+static int
+drop_cancelled_timer(void *data, void *arg)
+{
+    RlHandle *h = data;
+    (void)arg;
+    if (h->cancelled) {
+        h->scheduled = 0;
+        Py_DECREF(h);
+        return 1;
+    }
+    return 0;
+}
+
+static void
+clean_timers(RlLoop *self)
+{
+    rl_timerheap *th = &self->timers;
+    if (th->len > RL_MIN_SCHEDULED_TIMERS &&
+        (size_t)self->timers_cancelled * 2 > th->len) {
+        rl_timerheap_filter(th, drop_cancelled_timer, NULL);
+        self->timers_cancelled = 0;
+        return;
+    }
+    while (th->len) {
+        RlHandle *h = rl_timerheap_peek(th)->data;
+        if (!h->cancelled) {
+            break;
+        }
+        rl_timerheap_pop(th);
+        self->timers_cancelled--;
+        h->scheduled = 0;
+        Py_DECREF(h);
+    }
+}
+
+static int
+run_once(RlLoop *self)
+{
+    clean_timers(self);
+
+    int64_t timeout_ns;
+    if (self->ready.len || self->stopping) {
+        timeout_ns = 0;
+    }
+    else if (self->timers.len) {
+        double t = rl_timerheap_peek(&self->timers)->when - rl_loop_time();
+        if (!(t > 0)) { /* also NaN */
+            timeout_ns = 0;
+        }
+        else {
+            if (t > RL_MAX_WAIT_SECONDS) {
+                t = RL_MAX_WAIT_SECONDS;
+            }
+            timeout_ns = (int64_t)ceil(t * 1e9);
+        }
+    }
+    else {
+        timeout_ns = -1;
+    }
+
+    int rc;
+    rl_reactor *r = self->reactor;
+    Py_BEGIN_ALLOW_THREADS
+    rc = rl_reactor_wait(r, timeout_ns);
+    Py_END_ALLOW_THREADS
+    atomic_store(&self->wake_pending, 0);
+    if (rc == -EINTR) {
+        /* A signal: run Python's handlers now (KeyboardInterrupt leaves
+         * the loop from here, as it leaves select() in asyncio). */
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
+    else if (rc < 0) {
+        rl_raise_errno(rc);
+        return -1;
+    }
+    rl_reactor_dispatch(r);
+    if (RL_UNLIKELY(PyErr_Occurred())) {
+        return -1;
+    }
+
+    /* Timers due now (within the clock's resolution) join the ready
+     * queue, after the I/O callbacks of this iteration. */
+    if (self->timers.len) {
+        double end = rl_loop_time() + self->clock_resolution;
+        while (self->timers.len) {
+            const rl_timer *t = rl_timerheap_peek(&self->timers);
+            if (!(t->when < end)) {
+                break;
+            }
+            RlHandle *h = rl_timerheap_pop(&self->timers);
+            h->scheduled = 0;
+            if (h->cancelled) {
+                self->timers_cancelled--;
+                Py_DECREF(h);
+                continue;
+            }
+            if (rl_loop_push_handle(self, h) < 0) {
+                return -1;
+            }
+        }
+    }
+
+    /* Run what was ready when this pass started; what those callbacks
+     * schedule runs in the next iteration, after another poll. */
+    size_t ntodo = self->ready.len;
+    while (ntodo-- && self->ready.len) {
+        rl_callback c = rl_ready_pop(&self->ready);
+        if (RL_UNLIKELY(c.fn(self, c.a, c.b) < 0)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+Loop__run_once(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (rl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (run_once(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Iterate until stop(); run_forever's setup and cleanup are in Python. */
+static PyObject *
+Loop__run_until_stopped(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (rl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    Py_INCREF(self);
+    for (;;) {
+        if (run_once(self) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        if (self->stopping || self->closed) {
+            break;
+        }
+    }
+    Py_DECREF(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_stop(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    self->stopping = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_time(RlLoop *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(rl_loop_time());
+}
+
+static PyObject *
+Loop_is_running(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->has_thread);
+}
+
+static PyObject *
+Loop_is_closed(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *
+Loop_get_debug(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->debug);
+}
+
+/* ---------------------------------------------------------------------- */
+/* readers and writers */
+
+static void
+watch_unlink(RlLoop *loop, rl_watch *w)
+{
+    if (w->prev != NULL) {
+        w->prev->next = w->next;
+    }
+    else {
+        loop->watches = w->next;
+    }
+    if (w->next != NULL) {
+        w->next->prev = w->prev;
+    }
+    w->next = w->prev = NULL;
+}
+
+static void
+watch_cb(rl_op *op, int32_t res, uint32_t flags)
+{
+    (void)flags;
+    rl_watch *w = (rl_watch *)op;
+    RlLoop *loop = w->loop;
+    if (w->handle == NULL) {
+        /* Removed: this was the final completion of the cancelled poll. */
+        watch_unlink(loop, w);
+        PyMem_Free(w);
+        return;
+    }
+    if (res < 0) {
+        /* The poll failed (the fd went bad under us): stop watching, as
+         * epoll silently forgets a closed fd.  remove_reader still works
+         * and add_reader re-arms. */
+        return;
+    }
+    if (!w->handle->cancelled) {
+        if (rl_loop_push_handle(loop, (RlHandle *)Py_NewRef(w->handle)) <
+            0) {
+            PyErr_WriteUnraisable((PyObject *)loop);
+        }
+    }
+    /* Re-arm now: the SQE reaches the kernel at the next wait, after the
+     * callback ran, so an fd that is still ready fires again (level). */
+    op->flags = 0;
+    (void)rl_reactor_submit(loop->reactor, op);
+}
+
+/* selectors._fileobj_to_fd */
+static int
+fileobj_to_fd(RlLoop *self, PyObject *fileobj, int *fd)
+{
+    long v;
+    if (PyLong_Check(fileobj)) {
+        v = PyLong_AsLong(fileobj);
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    else {
+        PyObject *meth = NULL, *r = NULL;
+        if (rl_getattr_optional(fileobj, self->st->str_fileno, &meth) < 0) {
+            return -1;
+        }
+        if (meth != NULL) {
+            r = PyObject_CallNoArgs(meth);
+            Py_DECREF(meth);
+            if (r != NULL) {
+                PyObject *n = PyNumber_Long(r);
+                Py_DECREF(r);
+                r = n;
+            }
+        }
+        if (r == NULL) {
+            if (meth != NULL && !PyErr_ExceptionMatches(PyExc_TypeError) &&
+                !PyErr_ExceptionMatches(PyExc_ValueError) &&
+                !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                return -1;
+            }
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "Invalid file object: %R",
+                         fileobj);
+            return -1;
+        }
+        v = PyLong_AsLong(r);
+        Py_DECREF(r);
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (v < 0 || v > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", v);
+        return -1;
+    }
+    *fd = (int)v;
+    return 0;
+}
+
+static int
+ensure_fdslot(RlLoop *self, int fd)
+{
+    if ((size_t)fd < self->nfds) {
+        return 0;
+    }
+    size_t n = self->nfds ? self->nfds : 64;
+    while (n <= (size_t)fd) {
+        n *= 2;
+    }
+    rl_fdslot *nf = PyMem_Realloc(self->fds, n * sizeof(rl_fdslot));
+    if (nf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(nf + self->nfds, 0, (n - self->nfds) * sizeof(rl_fdslot));
+    self->fds = nf;
+    self->nfds = n;
+    return 0;
+}
+
+static PyObject *
+add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
+{
+    const char *method = dir ? "add_writer" : "add_reader";
+    int fd;
+    if (nargs < 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at least 2 positional arguments "
+                     "(fd, callback)",
+                     method);
+        return NULL;
+    }
+    if (fileobj_to_fd(self, args[0], &fd) < 0) {
+        return NULL;
+    }
+    if (rl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (ensure_fdslot(self, fd) < 0) {
+        return NULL;
+    }
+    RlHandle *h = rl_handle_new(self, 0, args[1], args + 2, nargs - 2, NULL);
+    if (h == NULL) {
+        return NULL;
+    }
+    rl_watch *w = self->fds[fd].w[dir];
+    if (w != NULL) {
+        /* Replace the callback, as asyncio does; the poll stays armed. */
+        RlHandle *old = w->handle;
+        w->handle = h;
+        int rc = rl_handle_cancel(old);
+        Py_DECREF(old);
+        if (rc < 0) {
+            return NULL;
+        }
+        if (w->op.state == RL_OPS_IDLE) {
+            w->op.flags = RL_OPF_CHECK_FD;
+            int err = rl_reactor_submit(self->reactor, &w->op);
+            if (err < 0) {
+                return rl_raise_errno(err);
+            }
+        }
+        Py_RETURN_NONE;
+    }
+    w = PyMem_Calloc(1, sizeof(rl_watch));
+    if (w == NULL) {
+        Py_DECREF(h);
+        return PyErr_NoMemory();
+    }
+    w->op.cb = watch_cb;
+    w->op.fd = fd;
+    w->op.kind = RL_OP_POLL;
+    w->op.flags = RL_OPF_CHECK_FD;
+    w->op.u.poll.events = dir ? POLLOUT : POLLIN;
+    w->loop = self;
+    w->handle = h;
+    w->fd = fd;
+    w->dir = dir;
+    int err = rl_reactor_submit(self->reactor, &w->op);
+    if (err < 0) {
+        Py_DECREF(h);
+        PyMem_Free(w);
+        return rl_raise_errno(err);
+    }
+    w->next = self->watches;
+    if (w->next != NULL) {
+        w->next->prev = w;
+    }
+    self->watches = w;
+    self->fds[fd].w[dir] = w;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+remove_watch(RlLoop *self, PyObject *fileobj, int dir)
+{
+    int fd;
+    if (fileobj_to_fd(self, fileobj, &fd) < 0) {
+        return NULL;
+    }
+    if (self->closed || self->reactor == NULL) {
+        Py_RETURN_FALSE;
+    }
+    if ((size_t)fd >= self->nfds || self->fds[fd].w[dir] == NULL) {
+        Py_RETURN_FALSE;
+    }
+    rl_watch *w = self->fds[fd].w[dir];
+    self->fds[fd].w[dir] = NULL;
+    RlHandle *h = w->handle;
+    w->handle = NULL;
+    int rc = rl_reactor_cancel(self->reactor, &w->op);
+    if (rc == -ENOENT) {
+        /* Not armed (its poll had failed): nothing will come back. */
+        watch_unlink(self, w);
+        PyMem_Free(w);
+    }
+    /* else watch_cb frees it at the final completion */
+    rc = rl_handle_cancel(h);
+    Py_DECREF(h);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Loop_add_reader(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return add_watch(self, args, nargs, 0);
+}
+
+static PyObject *
+Loop_add_writer(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return add_watch(self, args, nargs, 1);
+}
+
+static PyObject *
+Loop_remove_reader(RlLoop *self, PyObject *fd)
+{
+    return remove_watch(self, fd, 0);
+}
+
+static PyObject *
+Loop_remove_writer(RlLoop *self, PyObject *fd)
+{
+    return remove_watch(self, fd, 1);
+}
+
+/* ---------------------------------------------------------------------- */
+/* futures (asyncio's until ringloop's native Future lands) */
+
+static PyObject *
+Loop_create_future(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *kw = Py_BuildValue("{sO}", "loop", (PyObject *)self);
+    if (kw == NULL) {
+        return NULL;
+    }
+    PyObject *args = PyTuple_New(0);
+    if (args == NULL) {
+        Py_DECREF(kw);
+        return NULL;
+    }
+    PyObject *f = PyObject_Call(self->st->asyncio_Future, args, kw);
+    Py_DECREF(args);
+    Py_DECREF(kw);
+    return f;
+}
+
+/* ---------------------------------------------------------------------- */
+/* lifecycle */
+
+/* Drop everything the loop holds for the kernel and the queues.  Safe to
+ * call more than once. */
+static void
+loop_release_core(RlLoop *self)
+{
+    /* 1. the kernel forgets every op; no callback comes any more */
+    if (self->reactor != NULL) {
+        rl_reactor_destroy(self->reactor);
+        self->reactor = NULL;
+    }
+    /* 2. the watches (their ops were the kernel's until now) */
+    while (self->watches != NULL) {
+        rl_watch *w = self->watches;
+        watch_unlink(self, w);
+        RlHandle *h = w->handle;
+        w->handle = NULL;
+        PyMem_Free(w);
+        Py_XDECREF(h);
+    }
+    PyMem_Free(self->fds);
+    self->fds = NULL;
+    self->nfds = 0;
+    /* 3. queued callbacks are dropped, not run (asyncio clears _ready) */
+    while (self->ready.len) {
+        rl_callback c = rl_ready_pop(&self->ready);
+        Py_XDECREF(c.a);
+        Py_XDECREF(c.b);
+    }
+    PyMem_Free(self->ready.buf);
+    self->ready.buf = NULL;
+    self->ready.cap = 0;
+    self->ready.head = 0;
+    /* 4. timers */
+    while (self->timers.len) {
+        RlHandle *h = rl_timerheap_pop(&self->timers);
+        h->scheduled = 0;
+        Py_DECREF(h);
+    }
+    rl_timerheap_free(&self->timers);
+    self->timers_cancelled = 0;
+    rl_handle_freelist_clear(self);
+}
+
+static PyObject *
+Loop__close(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->has_thread) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot close a running event loop");
+        return NULL;
+    }
+    if (self->closed) {
+        Py_RETURN_NONE;
+    }
+    self->closed = 1;
+    loop_release_core(self);
+    Py_RETURN_NONE;
+}
+
+/* A loop is "closed" until __init__ succeeds, so that a half-built one is
+ * never used, closed twice or warned about. */
+static PyObject *
+Loop_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    RlLoop *self = (RlLoop *)PyType_GenericNew(tp, args, kwds);
+    if (self != NULL) {
+        self->closed = 1;
+    }
+    return (PyObject *)self;
+}
+
+static int
+Loop_init(RlLoop *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"backend", NULL};
+    const char *backend = "auto";
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|s:Loop", kwlist,
+                                     &backend)) {
+        return -1;
+    }
+    if (self->module != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Loop is already initialized");
+        return -1;
+    }
+    int want_uring = 0, want_epoll = 0;
+    if (strcmp(backend, "auto") == 0) {
+        want_uring = want_epoll = 1;
+    }
+    else if (strcmp(backend, "io_uring") == 0) {
+        want_uring = 1;
+    }
+    else if (strcmp(backend, "epoll") == 0) {
+        want_epoll = 1;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError,
+                     "backend must be 'auto', 'io_uring' or 'epoll', not %R",
+                     PyTuple_GET_SIZE(args) ? PyTuple_GET_ITEM(args, 0)
+                                            : Py_None);
+        return -1;
+    }
+
+    PyObject *module = PyType_GetModuleByDef(Py_TYPE(self), &rl_module_def);
+    if (module == NULL) {
+        return -1;
+    }
+    self->module = Py_NewRef(module);
+    self->st = PyModule_GetState(module);
+
+    int err = 0;
+    char why[200] = "";
+    rl_reactor *r = NULL;
+    if (want_uring) {
+        r = rl_uring_ops.create(&err, why, sizeof(why));
+        if (r == NULL && !want_epoll) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "io_uring backend unavailable: %s",
+                     why[0] ? why : strerror(-err));
+            rl_raise_errno_msg(err ? err : -ENOSYS, msg);
+            return -1;
+        }
+        if (r == NULL) {
+            snprintf(self->backend_fallback, sizeof(self->backend_fallback),
+                     "%s", why[0] ? why : strerror(-err));
+        }
+    }
+    if (r == NULL && want_epoll) {
+        why[0] = 0;
+        r = rl_epoll_ops.create(&err, why, sizeof(why));
+        if (r == NULL) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "epoll backend unavailable: %s",
+                     why[0] ? why : strerror(-err));
+            rl_raise_errno_msg(err ? err : -ENOSYS, msg);
+            return -1;
+        }
+    }
+    self->reactor = r;
+    self->closed = 0;
+    rl_timerheap_init(&self->timers);
+    struct timespec res;
+    self->clock_resolution =
+        clock_getres(CLOCK_MONOTONIC, &res) == 0
+            ? (double)res.tv_sec + (double)res.tv_nsec * 1e-9
+            : 1e-9;
+    self->slow_callback_duration = 0.1;
+    atomic_init(&self->wake_pending, 0);
+    return 0;
+}
+
+static int
+Loop_traverse(RlLoop *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->module);
+    Py_VISIT(self->current_handle);
+    for (size_t i = 0; i < self->ready.len; i++) {
+        rl_callback *c =
+            &self->ready.buf[(self->ready.head + i) & (self->ready.cap - 1)];
+        Py_VISIT(c->a);
+        Py_VISIT(c->b);
+    }
+    for (size_t i = 0; i < self->timers.len; i++) {
+        Py_VISIT((PyObject *)self->timers.items[i].data);
+    }
+    for (rl_watch *w = self->watches; w != NULL; w = w->next) {
+        Py_VISIT((PyObject *)w->handle);
+    }
+    for (int fi = 0; fi < 2; fi++) {
+        for (RlHandle *h = self->freelist[fi]; h != NULL;
+             h = (RlHandle *)h->callback) {
+            Py_VISIT((PyObject *)h);
+        }
+    }
+    return 0;
+}
+
+static int
+Loop_clear(RlLoop *self)
+{
+    /* Break cycles through queued callbacks: the loop is unreachable, so
+     * nothing can run them any more. */
+    self->closed = 1;
+    loop_release_core(self);
+    Py_CLEAR(self->current_handle);
+    return 0;
+}
+
+static void
+Loop_dealloc(RlLoop *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    /* closed = 1 first: handles released below must not go to the free
+     * list we are about to drop. */
+    self->closed = 1;
+    loop_release_core(self);
+    Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->module);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* ---------------------------------------------------------------------- */
+/* attributes */
+
+static PyObject *
+Loop_get_backend(RlLoop *self, void *Py_UNUSED(c))
+{
+    if (self->reactor == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(self->reactor->ops->name);
+}
+
+static PyObject *
+Loop_get_backend_fallback(RlLoop *self, void *Py_UNUSED(c))
+{
+    if (self->backend_fallback[0] == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(self->backend_fallback);
+}
+
+static PyObject *
+Loop_get_thread_id(RlLoop *self, void *Py_UNUSED(c))
+{
+    if (!self->has_thread) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLong(self->thread_id);
+}
+
+static int
+Loop_set_thread_id(RlLoop *self, PyObject *v, void *Py_UNUSED(c))
+{
+    if (v == NULL || v == Py_None) {
+        self->has_thread = 0;
+        self->thread_id = 0;
+        return 0;
+    }
+    unsigned long id = PyLong_AsUnsignedLong(v);
+    if (id == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->thread_id = id;
+    self->has_thread = 1;
+    return 0;
+}
+
+static PyObject *
+Loop_get_debug_attr(RlLoop *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->debug);
+}
+
+static int
+Loop_set_debug_attr(RlLoop *self, PyObject *v, void *Py_UNUSED(c))
+{
+    int b = v == NULL ? 0 : PyObject_IsTrue(v);
+    if (b < 0) {
+        return -1;
+    }
+    self->debug = (char)b;
+    return 0;
+}
+
+static PyObject *
+Loop_get_stopping(RlLoop *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->stopping);
+}
+
+static int
+Loop_set_stopping(RlLoop *self, PyObject *v, void *Py_UNUSED(c))
+{
+    int b = v == NULL ? 0 : PyObject_IsTrue(v);
+    if (b < 0) {
+        return -1;
+    }
+    self->stopping = (char)b;
+    return 0;
+}
+
+static PyObject *
+Loop_get_closed(RlLoop *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *
+Loop_get_current_handle(RlLoop *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->current_handle ? self->current_handle : Py_None);
+}
+
+static PyObject *
+Loop_get_slow(RlLoop *self, void *Py_UNUSED(c))
+{
+    return PyFloat_FromDouble(self->slow_callback_duration);
+}
+
+static int
+Loop_set_slow(RlLoop *self, PyObject *v, void *Py_UNUSED(c))
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    double d = PyFloat_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->slow_callback_duration = d;
+    return 0;
+}
+
+static PyObject *
+Loop_get_clock_resolution(RlLoop *self, void *Py_UNUSED(c))
+{
+    return PyFloat_FromDouble(self->clock_resolution);
+}
+
+static PyObject *
+Loop_get_timer_cancelled_count(RlLoop *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromSsize_t(self->timers_cancelled);
+}
+
+/* Internal counters for tests and leak checks. */
+static PyObject *
+Loop__debug_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    size_t nwatch = 0;
+    for (rl_watch *w = self->watches; w != NULL; w = w->next) {
+        nwatch++;
+    }
+    return Py_BuildValue(
+        "{snsnsnsnsnsn}", "ready", (Py_ssize_t)self->ready.len, "timers",
+        (Py_ssize_t)self->timers.len, "timers_cancelled",
+        self->timers_cancelled, "watches", (Py_ssize_t)nwatch, "ops_inflight",
+        (Py_ssize_t)(self->reactor ? self->reactor->ops->inflight(
+                                         self->reactor)
+                                   : 0),
+        "free_handles", (Py_ssize_t)(self->nfree[0] + self->nfree[1]));
+}
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef Loop_methods[] = {
+    {"time", (PyCFunction)Loop_time, METH_NOARGS,
+     "time($self, /)\n--\n\nThe loop's clock: time.monotonic()."},
+    {"call_soon", RL_CFUNC(Loop_call_soon), FASTKW,
+     "call_soon($self, callback, /, *args, context=None)\n--\n\n"
+     "Arrange for callback(*args) to be called soon."},
+    {"call_soon_threadsafe", RL_CFUNC(Loop_call_soon_threadsafe), FASTKW,
+     "call_soon_threadsafe($self, callback, /, *args, context=None)\n--\n\n"
+     "call_soon() that may be called from any thread."},
+    {"call_later", RL_CFUNC(Loop_call_later), FASTKW,
+     "call_later($self, delay, callback, /, *args, context=None)\n--\n\n"
+     "Arrange for callback(*args) to be called after delay seconds."},
+    {"call_at", RL_CFUNC(Loop_call_at), FASTKW,
+     "call_at($self, when, callback, /, *args, context=None)\n--\n\n"
+     "Arrange for callback(*args) to be called at loop time `when`."},
+    {"_add_callback", (PyCFunction)Loop__add_callback, METH_O, NULL},
+    {"_add_callback_signalsafe", (PyCFunction)Loop__add_callback_signalsafe,
+     METH_O, NULL},
+    {"_write_to_self", (PyCFunction)Loop__write_to_self, METH_NOARGS, NULL},
+    {"_make_handle", RL_CFUNC(Loop__make_handle), METH_FASTCALL, NULL},
+    {"stop", (PyCFunction)Loop_stop, METH_NOARGS,
+     "stop($self, /)\n--\n\nStop after the current iteration."},
+    {"is_running", (PyCFunction)Loop_is_running, METH_NOARGS, NULL},
+    {"is_closed", (PyCFunction)Loop_is_closed, METH_NOARGS, NULL},
+    {"get_debug", (PyCFunction)Loop_get_debug, METH_NOARGS, NULL},
+    {"_run_once", (PyCFunction)Loop__run_once, METH_NOARGS, NULL},
+    {"_run_until_stopped", (PyCFunction)Loop__run_until_stopped, METH_NOARGS,
+     NULL},
+    {"_close", (PyCFunction)Loop__close, METH_NOARGS, NULL},
+    {"add_reader", RL_CFUNC(Loop_add_reader), METH_FASTCALL,
+     "add_reader($self, fd, callback, /, *args)\n--\n\n"
+     "Call callback(*args) whenever fd is readable."},
+    {"add_writer", RL_CFUNC(Loop_add_writer), METH_FASTCALL,
+     "add_writer($self, fd, callback, /, *args)\n--\n\n"
+     "Call callback(*args) whenever fd is writable."},
+    {"remove_reader", (PyCFunction)Loop_remove_reader, METH_O,
+     "remove_reader($self, fd, /)\n--\n\nTrue if a reader was removed."},
+    {"remove_writer", (PyCFunction)Loop_remove_writer, METH_O,
+     "remove_writer($self, fd, /)\n--\n\nTrue if a writer was removed."},
+    {"create_future", (PyCFunction)Loop_create_future, METH_NOARGS,
+     "create_future($self, /)\n--\n\nA Future attached to this loop."},
+    {"_debug_counters", (PyCFunction)Loop__debug_counters, METH_NOARGS,
+     NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+#undef FASTKW
+
+static PyGetSetDef Loop_getset[] = {
+    {"backend", (getter)Loop_get_backend, NULL,
+     "The reactor in use: 'io_uring' or 'epoll'.", NULL},
+    {"_backend_fallback_reason", (getter)Loop_get_backend_fallback, NULL,
+     "Why backend='auto' fell back to epoll, or None.", NULL},
+    {"_thread_id", (getter)Loop_get_thread_id, (setter)Loop_set_thread_id,
+     NULL, NULL},
+    {"_debug", (getter)Loop_get_debug_attr, (setter)Loop_set_debug_attr, NULL,
+     NULL},
+    {"_stopping", (getter)Loop_get_stopping, (setter)Loop_set_stopping, NULL,
+     NULL},
+    {"_closed", (getter)Loop_get_closed, NULL, NULL, NULL},
+    {"_current_handle", (getter)Loop_get_current_handle, NULL, NULL, NULL},
+    {"slow_callback_duration", (getter)Loop_get_slow, (setter)Loop_set_slow,
+     "Callbacks slower than this (seconds) are logged in debug mode.", NULL},
+    {"_clock_resolution", (getter)Loop_get_clock_resolution, NULL, NULL,
+     NULL},
+    {"_timer_cancelled_count", (getter)Loop_get_timer_cancelled_count, NULL,
+     NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Loop_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(RlLoop, weakreflist),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Loop_slots[] = {
+    {Py_tp_init, Loop_init},
+    {Py_tp_new, Loop_new},
+    {Py_tp_dealloc, Loop_dealloc},
+    {Py_tp_traverse, Loop_traverse},
+    {Py_tp_clear, Loop_clear},
+    {Py_tp_methods, Loop_methods},
+    {Py_tp_getset, Loop_getset},
+    {Py_tp_members, Loop_members},
+    {Py_tp_doc, "The native core of ringloop's event loop."},
+    {0, NULL},
+};
+
+static PyType_Spec Loop_spec = {
+    .name = "ringloop._core.Loop",
+    .basicsize = sizeof(RlLoop),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = Loop_slots,
+};
+
+int
+rl_loop_init_type(PyObject *module, rl_state *st)
+{
+    st->LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &Loop_spec, NULL);
+    if (st->LoopType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->LoopType);
+}

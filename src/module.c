@@ -1,0 +1,196 @@
+/* module.c -- ringloop._core: multi-phase init, module state, cached
+ * imports.  traverse and clear mirror rl_state (internal.h) line for line. */
+#include "internal.h"
+
+rl_state *
+rl_get_state_by_type(PyTypeObject *tp)
+{
+    PyObject *mod = PyType_GetModuleByDef(tp, &rl_module_def);
+    if (mod == NULL) {
+        return NULL;
+    }
+    return PyModule_GetState(mod);
+}
+
+static int
+module_traverse(PyObject *mod, visitproc visit, void *arg)
+{
+    rl_state *st = PyModule_GetState(mod);
+    Py_VISIT(st->LoopType);
+    Py_VISIT(st->HandleType);
+    Py_VISIT(st->TimerHandleType);
+    Py_VISIT(st->asyncio_Future);
+    Py_VISIT(st->asyncio_extract_stack);
+    Py_VISIT(st->asyncio_iscoroutinefunction);
+    Py_VISIT(st->asyncio_events_get_running_loop);
+    Py_VISIT(st->hook_handle_repr);
+    Py_VISIT(st->hook_format_cb);
+    Py_VISIT(st->hook_slow_cb);
+    Py_VISIT(st->str_call_exception_handler);
+    Py_VISIT(st->str_message);
+    Py_VISIT(st->str_exception);
+    Py_VISIT(st->str_handle);
+    Py_VISIT(st->str_source_traceback);
+    Py_VISIT(st->str_fileno);
+    Py_VISIT(st->str_context);
+    return 0;
+}
+
+static int
+module_clear(PyObject *mod)
+{
+    rl_state *st = PyModule_GetState(mod);
+    Py_CLEAR(st->LoopType);
+    Py_CLEAR(st->HandleType);
+    Py_CLEAR(st->TimerHandleType);
+    Py_CLEAR(st->asyncio_Future);
+    Py_CLEAR(st->asyncio_extract_stack);
+    Py_CLEAR(st->asyncio_iscoroutinefunction);
+    Py_CLEAR(st->asyncio_events_get_running_loop);
+    Py_CLEAR(st->hook_handle_repr);
+    Py_CLEAR(st->hook_format_cb);
+    Py_CLEAR(st->hook_slow_cb);
+    Py_CLEAR(st->str_call_exception_handler);
+    Py_CLEAR(st->str_message);
+    Py_CLEAR(st->str_exception);
+    Py_CLEAR(st->str_handle);
+    Py_CLEAR(st->str_source_traceback);
+    Py_CLEAR(st->str_fileno);
+    Py_CLEAR(st->str_context);
+    return 0;
+}
+
+static void
+module_free(void *mod)
+{
+    (void)module_clear((PyObject *)mod);
+}
+
+static PyObject *
+import_attr(const char *modname, const char *attr)
+{
+    PyObject *m = PyImport_ImportModule(modname);
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *v = PyObject_GetAttrString(m, attr);
+    Py_DECREF(m);
+    return v;
+}
+
+/* _set_hooks(handle_repr, format_cb, slow_cb): the Python package hands
+ * over the cold formatting helpers once, at import. */
+static PyObject *
+module_set_hooks(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_set_hooks() takes 3 arguments");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < 3; i++) {
+        if (!PyCallable_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "hooks must be callable");
+            return NULL;
+        }
+    }
+    rl_state *st = PyModule_GetState(mod);
+    Py_XSETREF(st->hook_handle_repr, Py_NewRef(args[0]));
+    Py_XSETREF(st->hook_format_cb, Py_NewRef(args[1]));
+    Py_XSETREF(st->hook_slow_cb, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+module_io_uring_probe(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg))
+{
+    int err = 0;
+    char why[200] = "";
+    rl_reactor *r = rl_uring_ops.create(&err, why, sizeof(why));
+    if (r != NULL) {
+        rl_reactor_destroy(r);
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(why[0] ? why : "io_uring unavailable");
+}
+
+static PyMethodDef module_methods[] = {
+    {"_set_hooks", RL_CFUNC(module_set_hooks), METH_FASTCALL, NULL},
+    {"io_uring_unavailable_reason", (PyCFunction)module_io_uring_probe,
+     METH_NOARGS,
+     "io_uring_unavailable_reason()\n--\n\n"
+     "None if an io_uring ring can be set up here, else why not."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+module_exec(PyObject *mod)
+{
+    rl_state *st = PyModule_GetState(mod);
+
+#define INTERN(field, text)                                                   \
+    do {                                                                      \
+        st->field = PyUnicode_InternFromString(text);                         \
+        if (st->field == NULL) {                                              \
+            return -1;                                                        \
+        }                                                                     \
+    } while (0)
+    INTERN(str_call_exception_handler, "call_exception_handler");
+    INTERN(str_message, "message");
+    INTERN(str_exception, "exception");
+    INTERN(str_handle, "handle");
+    INTERN(str_source_traceback, "source_traceback");
+    INTERN(str_fileno, "fileno");
+    INTERN(str_context, "context");
+#undef INTERN
+
+#define IMPORT(field, modname, attr)                                          \
+    do {                                                                      \
+        st->field = import_attr(modname, attr);                               \
+        if (st->field == NULL) {                                              \
+            return -1;                                                        \
+        }                                                                     \
+    } while (0)
+    IMPORT(asyncio_Future, "asyncio", "Future");
+    IMPORT(asyncio_extract_stack, "asyncio.format_helpers", "extract_stack");
+    IMPORT(asyncio_iscoroutinefunction, "asyncio", "iscoroutinefunction");
+    IMPORT(asyncio_events_get_running_loop, "asyncio.events",
+           "_get_running_loop");
+    /* Until _set_hooks() runs, format with repr(). */
+    IMPORT(hook_handle_repr, "builtins", "repr");
+    IMPORT(hook_format_cb, "builtins", "repr");
+    IMPORT(hook_slow_cb, "builtins", "print");
+#undef IMPORT
+
+    if (rl_handle_init_types(mod, st) < 0) {
+        return -1;
+    }
+    if (rl_loop_init_type(mod, st) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+PyModuleDef rl_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "ringloop._core",
+    .m_doc = "ringloop's native core: loop, handles and reactors.",
+    .m_size = sizeof(rl_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void);
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModuleDef_Init(&rl_module_def);
+}

@@ -1,0 +1,221 @@
+/* reactor.h -- the contract between the loop and its I/O backends.
+ *
+ * Plain C: no Python.h here, and no backend ever calls into Python or
+ * touches the GIL.  Errors are returned as -errno.  The loop converts them to
+ * exceptions in one place (errors.c).
+ *
+ * Model: completion.  The issuer embeds an rl_op in its own struct, fills the
+ * public fields and calls rl_reactor_submit().  Exactly one final completion
+ * (plus, for multishot ops, any number of intermediate ones flagged
+ * RL_CQE_MORE) is later delivered through op->cb from rl_reactor_dispatch(),
+ * never synchronously from submit() or cancel().  Until the final completion
+ * the op's memory and every buffer it points to belong to the kernel/backend:
+ * the issuer must keep them alive and unchanged, also across close.
+ *
+ * One iteration of the loop is:
+ *
+ *     timeout = ...;                       (GIL held)
+ *     Py_BEGIN_ALLOW_THREADS
+ *     n = rl_reactor_wait(r, timeout_ns);  (blocks; fills a batch)
+ *     Py_END_ALLOW_THREADS
+ *     rl_reactor_dispatch(r);              (GIL held; calls op->cb)
+ *
+ * io_uring: ops become SQEs; wait() submits everything prepared since the last
+ * wait and waits for CQEs in one io_uring_enter; dispatch() walks the CQ.
+ * epoll: ops are emulated with readiness plus a non-blocking syscall done by
+ * the backend when the fd is ready, so transports are written once.
+ */
+#ifndef RL_REACTOR_H
+#define RL_REACTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+typedef struct rl_reactor rl_reactor;
+typedef struct rl_op rl_op;
+
+/* What an op does.  res in the callback is given per kind. */
+typedef enum {
+    /* One-shot readiness of op->fd for op->u.poll.events (POLLIN/POLLOUT).
+     * res = revents (> 0; POLLERR/POLLHUP are always reported) or -errno.
+     * Level-triggered from the issuer's view: re-submitting while the fd is
+     * still ready completes at once.  This is what add_reader/add_writer
+     * need. */
+    RL_OP_POLL = 1,
+    /* recv(fd, buf, len, msg_flags): res = bytes (0 = EOF) or -errno. */
+    RL_OP_RECV,
+    /* send(fd, buf, len, msg_flags|MSG_NOSIGNAL): res = bytes or -errno.
+     * A short write is a normal completion; the issuer resubmits. */
+    RL_OP_SEND,
+    /* recvmsg / sendmsg with op->u.msg.msg (name, iovecs, control).
+     * res = bytes or -errno; msg->msg_namelen/msg_flags are updated on
+     * RECVMSG as recvmsg(2) does. */
+    RL_OP_RECVMSG,
+    RL_OP_SENDMSG,
+    /* accept4(fd, addr, addrlen, SOCK_NONBLOCK|SOCK_CLOEXEC):
+     * res = new fd or -errno.  With RL_OPF_MULTISHOT the op stays armed and
+     * each accepted fd comes with RL_CQE_MORE; addr is then not filled
+     * (pass NULL). */
+    RL_OP_ACCEPT,
+    /* connect(fd, addr, addrlen) on a non-blocking socket: res = 0 or
+     * -errno (the SO_ERROR value once the connection settles). */
+    RL_OP_CONNECT,
+    /* read/write on pipes, ttys, character devices: res = bytes or -errno.
+     * Never used on regular files. */
+    RL_OP_READ,
+    RL_OP_WRITE,
+    RL_OP__COUNT
+} rl_op_kind;
+
+/* op->flags, set by the issuer. */
+enum {
+    RL_OPF_MULTISHOT = 1u << 0, /* RL_OP_ACCEPT only */
+    /* RL_OP_POLL: validate the fd as epoll would (EBADF for a bad fd,
+     * EPERM for a regular file or directory) and fail submit() at once.
+     * The loop sets it on the first arm of add_reader/add_writer. */
+    RL_OPF_CHECK_FD = 1u << 1,
+};
+
+/* flags passed to the callback. */
+enum {
+    RL_CQE_MORE = 1u << 0, /* multishot: the op is still armed */
+};
+
+/* States, owned by the backend.  The issuer may read them. */
+enum {
+    RL_OPS_IDLE = 0,   /* not in the reactor: the issuer owns everything */
+    RL_OPS_ARMED,      /* submitted; a final completion will come */
+    RL_OPS_CANCELLING, /* cancel requested; a final completion will come */
+};
+
+/* Called from rl_reactor_dispatch() with the GIL held.  When it is called
+ * without RL_CQE_MORE the op is IDLE again before the call, so the callback
+ * may resubmit it or free it. */
+typedef void (*rl_op_cb)(rl_op *op, int32_t res, uint32_t flags);
+
+struct rl_op {
+    /* --- set by the issuer ------------------------------------------- */
+    rl_op_cb cb;
+    int fd;
+    uint8_t kind;  /* rl_op_kind */
+    uint8_t flags; /* RL_OPF_* */
+    /* --- owned by the backend ---------------------------------------- */
+    uint8_t state; /* RL_OPS_* */
+    uint8_t bflags; /* backend private bits */
+    union {
+        struct {
+            uint32_t events; /* POLLIN | POLLOUT */
+        } poll;
+        struct {
+            void *buf; /* RECV, SEND, READ, WRITE */
+            size_t len;
+            int msg_flags; /* RECV, SEND only */
+        } io;
+        struct {
+            struct msghdr *msg; /* RECVMSG, SENDMSG */
+            int msg_flags;
+        } msg;
+        struct {
+            struct sockaddr *addr; /* may be NULL */
+            socklen_t *addrlen;
+        } accept;
+        struct {
+            const struct sockaddr *addr;
+            socklen_t addrlen;
+        } connect;
+    } u;
+    /* --- backend private ----------------------------------------------
+     * epoll keeps ops in per-fd lists and a local completion queue; io_uring
+     * uses the op's address as user_data and needs nothing here. */
+    rl_op *bprev, *bnext;
+    int32_t bres;
+    uint32_t bres_flags;
+};
+
+typedef enum {
+    RL_BACKEND_IO_URING = 1,
+    RL_BACKEND_EPOLL = 2,
+} rl_backend_kind;
+
+typedef struct rl_reactor_ops {
+    const char *name; /* "io_uring" / "epoll" */
+    /* Allocate and set up.  On failure return NULL and set *err to -errno;
+     * why (if not NULL, size whylen) gets a one-line human explanation. */
+    rl_reactor *(*create)(int *err, char *why, size_t whylen);
+    /* Tear down: the kernel drops every op in flight, no callback is
+     * called.  The issuer then owns (and frees) all its ops. */
+    void (*destroy)(rl_reactor *r);
+    int (*submit)(rl_reactor *r, rl_op *op);
+    /* 0: a final completion will follow (res -ECANCELED unless the op had
+     * already finished); -EALREADY: already cancelling; -ENOENT: op is IDLE
+     * (no completion will follow). */
+    int (*cancel)(rl_reactor *r, rl_op *op);
+    /* Block until at least one completion, a wakeup, a signal or the
+     * timeout (ns; -1 = forever, 0 = do not block).  Called WITHOUT the
+     * GIL: must not touch anything Python.  Returns >= 0 or -errno
+     * (-EINTR when a signal interrupted the wait). */
+    int (*wait)(rl_reactor *r, int64_t timeout_ns);
+    /* Deliver what wait() collected, plus ops completed locally (epoll
+     * emulation, cancellations).  Called with the GIL.  Returns the number
+     * of callbacks made. */
+    int (*dispatch)(rl_reactor *r);
+    /* Thread-safe and async-signal-safe: make a concurrent or the next
+     * wait() return promptly. */
+    void (*wakeup)(rl_reactor *r);
+    /* Number of ops ARMED or CANCELLING (debug counters, leak checks). */
+    size_t (*inflight)(rl_reactor *r);
+} rl_reactor_ops;
+
+/* Every backend's rl_reactor struct begins with this header. */
+struct rl_reactor {
+    const rl_reactor_ops *ops;
+    rl_backend_kind kind;
+};
+
+extern const rl_reactor_ops rl_epoll_ops;
+extern const rl_reactor_ops rl_uring_ops;
+
+/* Thin inline dispatchers so call sites read rl_reactor_submit(r, op). */
+static inline int
+rl_reactor_submit(rl_reactor *r, rl_op *op)
+{
+    return r->ops->submit(r, op);
+}
+
+static inline int
+rl_reactor_cancel(rl_reactor *r, rl_op *op)
+{
+    return r->ops->cancel(r, op);
+}
+
+static inline int
+rl_reactor_wait(rl_reactor *r, int64_t timeout_ns)
+{
+    return r->ops->wait(r, timeout_ns);
+}
+
+static inline int
+rl_reactor_dispatch(rl_reactor *r)
+{
+    return r->ops->dispatch(r);
+}
+
+static inline void
+rl_reactor_wakeup(rl_reactor *r)
+{
+    r->ops->wakeup(r);
+}
+
+static inline void
+rl_reactor_destroy(rl_reactor *r)
+{
+    r->ops->destroy(r);
+}
+
+/* Helper both backends share: 0 if fd may be polled as epoll allows, else
+ * -EBADF (not an open fd) or -EPERM (regular file or directory). */
+int rl_reactor_check_fd(int fd);
+
+#endif /* RL_REACTOR_H */

@@ -1,0 +1,26 @@
+/* reactor_common.c -- small helpers both backends share (no Python). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "reactor.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+
+int
+rl_reactor_check_fd(int fd)
+{
+    struct stat st;
+    if (fd < 0) {
+        return -EBADF;
+    }
+    if (fstat(fd, &st) != 0) {
+        return -errno;
+    }
+    /* epoll_ctl() refuses regular files and directories with EPERM; the
+     * io_uring backend follows so both backends raise the same error. */
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+        return -EPERM;
+    }
+    return 0;
+}
