@@ -421,15 +421,15 @@ run_once(RlLoop *self)
     rc = rl_reactor_wait(r, timeout_ns);
     Py_END_ALLOW_THREADS
     atomic_store(&self->wake_pending, 0);
-    if (rc == -EINTR) {
-        /* A signal: run Python's handlers now (KeyboardInterrupt leaves
-         * the loop from here, as it leaves select() in asyncio). */
-        if (PyErr_CheckSignals() < 0) {
-            return -1;
-        }
-    }
-    else if (rc < 0) {
+    if (rc < 0 && rc != -EINTR) {
         rl_raise_errno(rc);
+        return -1;
+    }
+    /* Run Python's signal handlers now, not only on -EINTR: a signal that
+     * lands while completions are also ready ends the wait normally.  Cheap
+     * (one flag read) when none is pending.  KeyboardInterrupt leaves the
+     * loop from here, as it leaves select() in asyncio. */
+    if (PyErr_CheckSignals() < 0) {
         return -1;
     }
     rl_reactor_dispatch(r);

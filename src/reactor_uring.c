@@ -10,7 +10,7 @@
  *   one io_uring_enter (io_uring_submit_and_wait_timeout with EXT_ARG).
  * - dispatch() copies a batch of CQEs out of the ring, releases the slots
  *   (one store to the CQ head per batch), then runs the callbacks.
- * - Internal requests (wake-up eventfd read, cancel requests) carry small
+ * - Internal requests (wake-up eventfd poll, cancel requests) carry small
  *   tags as user_data; an rl_op is at least 4-byte aligned, so no tag can
  *   be mistaken for an op.
  * - An op has at most one request in the kernel at any time (its own, or
@@ -18,10 +18,22 @@
  *   That is what makes "cancel by user_data" exact.
  * - The ops ARMED or CANCELLING sit in a list threaded through
  *   bprev/bnext, so destroy() can cancel and reap them (see there).
+ * - The issuer never sees -EAGAIN (poll, then retry: see on_op_cqe) nor
+ *   an -ECANCELED it did not ask for (see kernel_cancelled).
  *
  * Kernel versions behind the gates: EXT_ARG 5.11, NODROP 5.5, CQSIZE 5.5,
- * SUBMIT_ALL 5.18, COOP_TASKRUN/TASKRUN_FLAG 5.19, multishot accept 5.19,
- * CQE_SKIP_SUCCESS 5.17, SINGLE_ISSUER 6.0, DEFER_TASKRUN 6.1.
+ * multishot poll 5.13, CQE_SKIP_SUCCESS 5.17, SUBMIT_ALL 5.18,
+ * COOP_TASKRUN/TASKRUN_FLAG 5.19, multishot accept 5.19, SINGLE_ISSUER
+ * 6.0, DEFER_TASKRUN 6.1.
+ *
+ * Environment, read in create() only:
+ *   RINGLOOP_URING_DEFER_TASKRUN=1    try SINGLE_ISSUER|DEFER_TASKRUN first
+ *                                     (the loop must then stay on the
+ *                                     creating thread)
+ *   RINGLOOP_TEST_URING_SETUP_ERRNO=E fail as if io_uring_setup gave E
+ *   RINGLOOP_TEST_URING_NOWAIT=1      test: force the -EAGAIN retry path
+ *   RINGLOOP_TEST_URING_NO_MULTISHOT=1 test: emulate a kernel without
+ *                                     multishot accept / multishot poll
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -60,6 +72,9 @@ enum {
     UB_POLLING = 1u << 0,
     /* CONNECT answered -EINPROGRESS: after the poll, read SO_ERROR. */
     UB_CONNECTING = 1u << 1,
+    /* The op was issued again after a poll (a re-issued CONNECT may find
+     * the socket connected: -EISCONN then means success). */
+    UB_RETRIED = 1u << 2,
 };
 
 /* Wake-up request state. */
@@ -98,7 +113,7 @@ typedef struct rl_uring {
     bool wake_multishot;   /* multishot POLL_ADD works (5.13+) */
     bool multishot_accept; /* kernel can do IORING_ACCEPT_MULTISHOT */
     uint8_t cancel_sqe_flags; /* IOSQE_CQE_SKIP_SUCCESS if supported */
-    /* Test hooks (RINGLOOP_TEST_URING_NOWAIT): force the -EAGAIN path. */
+    /* Test hook RINGLOOP_TEST_URING_NOWAIT=1: force the -EAGAIN path. */
     int nowait_msg_flags; /* MSG_DONTWAIT or 0 */
     int nowait_rw_flags;  /* RWF_NOWAIT or 0 */
     pid_t owner_pid;      /* destroy() in a forked child must not cancel */
@@ -450,7 +465,7 @@ explain_setup_error(int err, char *why, size_t whylen)
 }
 
 /* RINGLOOP_TEST_URING_SETUP_ERRNO: "EPERM", "ENOSYS", ... or a number.
- * Returns the -errno to simulate, 0 when unset.  Unknown text: -EINVAL. */
+ * Returns the -errno to simulate, 0 when unset, 1 when unparsable. */
 static int
 test_setup_errno(void)
 {
@@ -477,7 +492,7 @@ test_setup_errno(void)
     if (end != s && *end == '\0' && v != 0 && v > -4096 && v < 4096) {
         return v > 0 ? (int)-v : (int)v;
     }
-    return -EINVAL;
+    return 1;
 }
 
 static bool
@@ -495,7 +510,8 @@ setup_ring(rl_uring *u, int fake_err, bool want_defer)
     /* SINGLE_ISSUER|DEFER_TASKRUN (6.0/6.1) is NOT the default: it binds
      * submission and completion to the thread that created the ring, and a
      * Python loop may be created in one thread and run in another (any
-     * other thread then gets -EEXIST).  Opt-in: RINGLOOP_URING_DEFER_TASKRUN=1.
+     * other thread then gets -EEXIST).
+     * Opt-in: RINGLOOP_URING_DEFER_TASKRUN=1.
      * COOP_TASKRUN (5.19): completions run when we enter the kernel
      * instead of interrupting the thread with an IPI; TASKRUN_FLAG (5.19)
      * makes pending completion work visible in the SQ flags, so a
@@ -551,11 +567,16 @@ probe_opcodes(rl_uring *u, char *why, size_t whylen)
         int op;
         const char *name;
     } need[] = {
-        {IORING_OP_POLL_ADD, "POLL_ADD"}, {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
-        {IORING_OP_RECV, "RECV"},         {IORING_OP_SEND, "SEND"},
-        {IORING_OP_RECVMSG, "RECVMSG"},   {IORING_OP_SENDMSG, "SENDMSG"},
-        {IORING_OP_ACCEPT, "ACCEPT"},     {IORING_OP_CONNECT, "CONNECT"},
-        {IORING_OP_READ, "READ"},         {IORING_OP_WRITE, "WRITE"},
+        {IORING_OP_POLL_ADD, "POLL_ADD"},
+        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+        {IORING_OP_RECV, "RECV"},
+        {IORING_OP_SEND, "SEND"},
+        {IORING_OP_RECVMSG, "RECVMSG"},
+        {IORING_OP_SENDMSG, "SENDMSG"},
+        {IORING_OP_ACCEPT, "ACCEPT"},
+        {IORING_OP_CONNECT, "CONNECT"},
+        {IORING_OP_READ, "READ"},
+        {IORING_OP_WRITE, "WRITE"},
     };
     struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
     if (probe == NULL) {
@@ -604,8 +625,15 @@ uring_create(int *err, char *why, size_t whylen)
     u->owner_pid = getpid();
 
     /* Environment is read here only. */
-    rc = setup_ring(u, test_setup_errno(),
-                    env_flag("RINGLOOP_URING_DEFER_TASKRUN"));
+    rc = test_setup_errno();
+    if (rc == 1) {
+        rc = -EINVAL;
+        set_why(why, whylen,
+                "RINGLOOP_TEST_URING_SETUP_ERRNO is neither an errno name "
+                "nor a number");
+        goto error;
+    }
+    rc = setup_ring(u, rc, env_flag("RINGLOOP_URING_DEFER_TASKRUN"));
     if (rc < 0) {
         explain_setup_error(rc, why, whylen);
         goto error;
@@ -633,8 +661,12 @@ uring_create(int *err, char *why, size_t whylen)
     if (rc < 0) {
         goto error;
     }
-    if (env_flag("RINGLOOP_TEST_URING_NO_MULTISHOT_ACCEPT")) {
+    u->wake_multishot = true;
+    if (env_flag("RINGLOOP_TEST_URING_NO_MULTISHOT")) {
+        /* Test hook: behave as on a kernel without multishot accept and
+         * multishot poll (emulated accept, one-shot wake-up poll). */
         u->multishot_accept = false;
+        u->wake_multishot = false;
     }
     if (env_flag("RINGLOOP_TEST_URING_NOWAIT")) {
         /* Test hook: make the kernel answer -EAGAIN instead of waiting, so
@@ -653,10 +685,9 @@ uring_create(int *err, char *why, size_t whylen)
                 strerror_r(-rc, ebuf, sizeof(ebuf)));
         goto error;
     }
-    u->wake_multishot = true;
     rc = arm_wake(u);
     if (rc == 0) {
-        /* Enter once now: the wake-up read is live from the start, and a
+        /* Enter once now: the wake-up poll is live from the start, and a
          * policy that allows io_uring_setup but not io_uring_enter shows
          * up here rather than in the first wait. */
         rc = io_uring_submit(&u->ring);
@@ -931,6 +962,20 @@ complete(rl_uring *u, rl_op *op, int32_t res)
     return 1;
 }
 
+/* -ECANCELED for an op we never cancelled (state ARMED): the kernel
+ * cancelled the request itself.  Measured on 6.18: when the thread that
+ * submitted a request (the one that called wait()) exits, the request
+ * stays armed but completes with -ECANCELED when it fires, because its
+ * completion work has no task left to run in.  A loop created or run in
+ * one thread and later run in another hits exactly that, so such an op
+ * is issued again (by the current thread) instead of being reported: the
+ * cancelled request transferred nothing, so this is always safe. */
+static bool
+kernel_cancelled(const rl_op *op, int32_t res)
+{
+    return res == -ECANCELED && op->state == RL_OPS_ARMED;
+}
+
 /* A multishot accept CQE (real or emulated). */
 static int
 on_accept_multi(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
@@ -941,6 +986,10 @@ on_accept_multi(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
          * final CQE (without F_MORE) comes later. */
         op->cb(op, res, RL_CQE_MORE);
         return 1;
+    }
+    if (kernel_cancelled(op, res)) {
+        rc = queue_op(u, op);
+        return rc < 0 ? complete(u, op, rc) : 0;
     }
     if (res >= 0 && op->state == RL_OPS_ARMED) {
         /* The kernel ended the request although it succeeded (emulation,
@@ -992,6 +1041,10 @@ on_op_cqe(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
             /* The cancel request may already be spent: do not re-issue. */
             return complete(u, op, -ECANCELED);
         }
+        if (kernel_cancelled(op, res)) {
+            rc = queue_retry_poll(u, op);
+            return rc < 0 ? complete(u, op, rc) : 0;
+        }
         if (res < 0) {
             return complete(u, op, res);
         }
@@ -1002,17 +1055,20 @@ on_op_cqe(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
         if (rc < 0) {
             return complete(u, op, rc);
         }
+        op->bflags |= UB_RETRIED;
         return 0;
     }
     if (op->kind == RL_OP_ACCEPT && (op->flags & RL_OPF_MULTISHOT)) {
         return on_accept_multi(u, op, res, cflags);
     }
-    /* -EAGAIN: the kernel did not wait (REQ_F_NOWAIT: a file without
-     * FMODE_NOWAIT opened O_NONBLOCK, or MSG_DONTWAIT from the issuer).
-     * -EINPROGRESS/-EALREADY on CONNECT: older kernels report the
-     * non-blocking connect instead of waiting for it.  Either way: poll,
-     * then retry (or read SO_ERROR); the issuer never sees them, and the
-     * fd's flags are left alone. */
+    /* -EAGAIN: the kernel did not wait.  Kernels before "allow retry for
+     * O_NONBLOCK if async is supported" (~5.14, liburing#364) answer so
+     * for READ/WRITE on any O_NONBLOCK fd; measured on 6.18: never for
+     * the O_NONBLOCK pipes, sockets, ptys and eventfds used here, only
+     * when the issuer passes MSG_DONTWAIT.  -EINPROGRESS/-EALREADY on
+     * CONNECT: older kernels report the non-blocking connect instead of
+     * waiting for it.  Either way: poll, then retry (or read SO_ERROR);
+     * the issuer never sees them, and the fd's flags are left alone. */
     if ((res == -EAGAIN && op->kind != RL_OP_POLL) ||
         (op->kind == RL_OP_CONNECT &&
          (res == -EINPROGRESS || res == -EALREADY))) {
@@ -1027,6 +1083,18 @@ on_op_cqe(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
             return complete(u, op, rc);
         }
         return 0;
+    }
+    if (kernel_cancelled(op, res)) {
+        rc = queue_op(u, op);
+        if (rc < 0) {
+            return complete(u, op, rc);
+        }
+        op->bflags |= UB_RETRIED;
+        return 0;
+    }
+    if (res == -EISCONN && op->kind == RL_OP_CONNECT &&
+        (op->bflags & UB_RETRIED)) {
+        res = 0;
     }
     return complete(u, op, res);
 }
