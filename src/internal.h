@@ -138,7 +138,7 @@ typedef struct {
     rl_watch *w[2];
 } rl_fdslot;
 
-#define RL_FREELIST_MAX 256
+#define RL_FREELIST_MAX 2048
 
 struct RlLoop {
     PyObject_HEAD

@@ -837,6 +837,13 @@ ep_wait(rl_reactor *base, int64_t timeout_ns)
     if (r->cq_head != NULL) {
         timeout_ns = 0;
     }
+    if (timeout_ns == 0 && r->inflight == r->ncq) {
+        /* No op waits for readiness: a non-blocking epoll_wait could only
+         * report the wake-up eventfd, which a zero-timeout wait may ignore
+         * (a later blocking wait still sees it).  Saves a syscall per
+         * iteration of a loop that only runs callbacks. */
+        return (int)r->ncq;
+    }
     /* EINTR is returned, not retried: the loop must run signal handlers. */
     int n = epoll_wait_ns(r, timeout_ns);
     if (n < 0) {

@@ -8,7 +8,15 @@ import subprocess
 
 import pytest
 
-pytestmark = pytest.mark.ringloop_only
+pytestmark = [
+    pytest.mark.ringloop_only,
+    # These programs do not depend on RINGLOOP_BACKEND (they test both
+    # backends themselves): run them once per Python, in the io_uring pass.
+    pytest.mark.skipif(
+        os.environ.get("RINGLOOP_BACKEND", "auto") == "epoll",
+        reason="C reactor tests run in the RINGLOOP_BACKEND=io_uring/auto pass",
+    ),
+]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "c", "build.sh")
