@@ -1,0 +1,498 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks: asyncio vs uvloop vs ringloop (each backend).
+
+    python3 benchmarks/run.py                      # everything, 5 reps
+    python3 benchmarks/run.py --quick              # 3 reps, smaller sizes
+    python3 benchmarks/run.py --cases call_soon_chain --loops asyncio,ringloop-epoll
+    python3 benchmarks/run.py --json out.json      # also save raw numbers
+    python3 benchmarks/run.py --list
+
+Every measurement runs in a fresh worker process (benchmarks/worker.py) of
+the same interpreter unless --python says otherwise, and the measurements
+are interleaved: for each repetition, for each case, every loop once, the
+order of the loops rotated each repetition.  So slow drifts of the machine
+(frequency, other load) hit every loop alike, and ratios come from one run.
+
+The Markdown report goes to stdout; progress goes to stderr.  See
+benchmarks/README.md for what the cases measure and how to read the table."""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from cases import CASES  # noqa: E402
+from loops import BASELINES, LOOPS  # noqa: E402
+from worker import RESULT_MARK  # noqa: E402
+
+WORKER = os.path.join(HERE, "worker.py")
+REPO_PYTHON_DIR = os.path.normpath(os.path.join(HERE, "..", "python"))
+# Environment variables that would slow one loop down or change its kind.
+SCRUBBED_ENV = ("PYTHONASYNCIODEBUG", "PYTHONDEVMODE", "RINGLOOP_BACKEND",
+                "PYTHONMALLOC", "PYTHONTRACEMALLOC")
+
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# running workers
+
+
+class WorkerError(Exception):
+    def __init__(self, summary, detail):
+        super().__init__(summary)
+        self.summary = summary
+        self.detail = detail
+
+
+def run_worker(python, args, env, timeout):
+    cmd = [python, WORKER] + args
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        detail = (exc.stderr or b"")
+        if isinstance(detail, bytes):
+            detail = detail.decode(errors="replace")
+        raise WorkerError(f"timed out after {timeout} s", detail) from None
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_MARK):
+            result = json.loads(line[len(RESULT_MARK):])
+    if proc.returncode != 0 or result is None:
+        if proc.returncode < 0:
+            summary = f"killed by signal {-proc.returncode}"
+        elif proc.returncode != 0:
+            summary = f"exit status {proc.returncode}"
+        else:
+            summary = "no result printed"
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        if result is not None and result.get("error"):
+            summary += ": " + result["error"]
+        elif any(ln.startswith("Timeout (") for ln in lines):
+            summary += ": hung, the watchdog fired (stacks below)"
+        elif any(ln.startswith("Fatal Python error") for ln in lines):
+            summary += ": " + next(ln for ln in lines if ln.startswith("Fatal Python error"))
+        elif lines:
+            summary += ": " + lines[-1].strip()
+        stdout = "".join(ln + "\n" for ln in proc.stdout.splitlines()
+                         if not ln.startswith(RESULT_MARK))
+        raise WorkerError(summary, proc.stderr + stdout)
+    return result, proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# facts about the machine
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_rev():
+    try:
+        out = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        rev = out.stdout.strip()
+        if out.returncode != 0 or not rev:
+            return "no commit"
+        dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def snapshot_ringloop(src_dir):
+    """Copy the in-tree ringloop package to a private directory, so that a
+    rebuild during the run cannot mix two builds in one table."""
+    tmp = tempfile.mkdtemp(prefix="ringloop-bench-")
+    shutil.copytree(os.path.join(src_dir, "ringloop"), os.path.join(tmp, "ringloop"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp
+
+
+# ---------------------------------------------------------------------------
+# statistics and formatting
+
+
+def summarize(rates):
+    rates = sorted(rates)
+    med = statistics.median(rates)
+    if len(rates) >= 2:
+        q1, _, q3 = statistics.quantiles(rates, n=4, method="inclusive")
+    else:
+        q1 = q3 = rates[0]
+    return {
+        "median": med,
+        "min": rates[0],
+        "max": rates[-1],
+        "q1": q1,
+        "q3": q3,
+        # (max - min) / median and (Q3 - Q1) / median, in percent
+        "spread_pct": 100.0 * (rates[-1] - rates[0]) / med,
+        "iqr_pct": 100.0 * (q3 - q1) / med,
+        "n": len(rates),
+    }
+
+
+def paired_ratio(by_rep, loop, base):
+    """Median over repetitions of rate(loop)/rate(base) measured in the same
+    repetition (adjacent in time), or None."""
+    ratios = [r[loop] / r[base] for r in by_rep.values()
+              if loop in r and base in r and r[base] > 0]
+    if not ratios:
+        return None
+    return statistics.median(ratios)
+
+
+def fmt_rate(x):
+    if x is None:
+        return "n/a"
+    for scale, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if x >= scale:
+            v = x / scale
+            return (f"{v:.3g}" if v < 100 else f"{v:.0f}") + suffix
+    return f"{x:.3g}"
+
+
+def fmt_ratio(x):
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
+def markdown_table(case_names, loop_names, summary, status):
+    out = ["| case | loop | median ops/s | spread IQR / range | vs asyncio | vs uvloop |",
+           "|---|---|--:|--:|--:|--:|"]
+    for cname in case_names:
+        c = CASES[cname]
+        first = True
+        for lname in loop_names:
+            label = f"`{cname}` ({c.unit}/s)" if first else ""
+            first = False
+            st = status.get((cname, lname))
+            s = summary.get(cname, {}).get(lname)
+            if s is None:
+                cell = "FAILED" if st == "failed" else "n/a"
+                out.append(f"| {label} | {lname} | {cell} | | | |")
+                continue
+            ratios = []
+            for base in BASELINES:
+                if base == lname:
+                    ratios.append("—")
+                else:
+                    ratios.append(fmt_ratio(s["vs"].get(base)))
+            spread = (f"{s['iqr_pct']:.1f}% / {s['spread_pct']:.0f}%" if s["n"] >= 2
+                      else "1 rep")
+            incomplete = "" if st != "failed" else " (FAILED in a later rep)"
+            out.append(f"| {label} | {lname} | {fmt_rate(s['median'])}{incomplete} | "
+                       f"{spread} | {ratios[0]} | {ratios[1]} |")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Interleaved side-by-side benchmarks of asyncio event loops.",
+        epilog="See benchmarks/README.md.")
+    p.add_argument("--cases", help="comma-separated case names (default: all)")
+    p.add_argument("--loops", help="comma-separated loop names (default: all)")
+    p.add_argument("--reps", type=int, help="repetitions (default 5, --quick 3)")
+    p.add_argument("--quick", action="store_true", help="3 reps and smaller sizes")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every case size by this factor")
+    p.add_argument("--python", default=sys.executable,
+                   help="interpreter for the workers (default: this one)")
+    p.add_argument("--ringloop-path", default=REPO_PYTHON_DIR,
+                   help="directory holding the ringloop package, put first on the "
+                        "workers' PYTHONPATH (default: the in-tree build %(default)s); "
+                        "'installed' to use whatever the interpreter imports")
+    p.add_argument("--no-snapshot", action="store_true",
+                   help="use --ringloop-path in place instead of a private copy")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds before a worker is killed and counted as failed")
+    p.add_argument("--json", metavar="FILE", help="write raw numbers and summary here")
+    p.add_argument("--list", action="store_true", help="list cases and loops, then exit")
+    args = p.parse_args(argv)
+
+    def pick(text, known, what):
+        if not text:
+            return list(known)
+        names = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in names if x not in known]
+        if bad:
+            p.error(f"unknown {what}: {', '.join(bad)} (known: {', '.join(known)})")
+        return names
+
+    args.case_names = pick(args.cases, list(CASES), "case")
+    args.loop_names = pick(args.loops, list(LOOPS), "loop")
+    if args.reps is None:
+        args.reps = 3 if args.quick else 5
+    if args.reps < 1:
+        p.error("--reps must be at least 1")
+    return args
+
+
+def list_all():
+    print("Cases:")
+    for c in CASES.values():
+        print(f"  {c.name}  [{c.unit}/s; n={c.size}, quick n={c.quick}, warm-up n={c.warmup}]")
+        print(f"      {c.doc}")
+    print("Loops:")
+    for spec in LOOPS.values():
+        print(f"  {spec.name}  -- {spec.doc}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.list:
+        list_all()
+        return 0
+
+    started = time.time()
+    env = dict(os.environ)
+    for var in SCRUBBED_ENV:
+        env.pop(var, None)
+    snapshot = None
+    if args.ringloop_path != "installed":
+        rl_dir = os.path.abspath(args.ringloop_path)
+        if not args.no_snapshot and os.path.isdir(os.path.join(rl_dir, "ringloop")):
+            snapshot = snapshot_ringloop(rl_dir)
+            rl_dir = snapshot
+        env["PYTHONPATH"] = rl_dir + (os.pathsep + env["PYTHONPATH"]
+                                      if env.get("PYTHONPATH") else "")
+
+    try:
+        return bench(args, env, started)
+    finally:
+        if snapshot:
+            shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def bench(args, env, started):
+    # Probe: interpreter facts and which loops can be built at all.
+    try:
+        probe, probe_stderr = run_worker(
+            args.python, ["probe", "--loops", ",".join(args.loop_names)], env, args.timeout)
+    except WorkerError as exc:
+        log(f"probe failed: {exc.summary}\n{exc.detail}")
+        return 2
+
+    avail = [n for n in args.loop_names if probe["loops"][n]["available"]]
+    rl = probe.get("ringloop", {})
+    meta = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": probe["python"],
+        "python_full": probe["python_full"],
+        "python_executable": probe["executable"],
+        "kernel": platform.release(),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "uvloop": probe.get("uvloop"),
+        "ringloop": rl,
+        "ringloop_git": git_rev(),
+        "loops": probe["loops"],
+        "reps": args.reps,
+        "quick": args.quick,
+        "scale": args.scale,
+        "sizes": {c: dict(zip(("n", "warmup"), CASES[c].sizes(args.quick, args.scale)))
+                  for c in args.case_names},
+        "probe_stderr": probe_stderr,
+    }
+    if probe_stderr.strip():
+        log("note: the probe wrote to stderr (shown in the report):\n" + probe_stderr.rstrip())
+
+    # The interleaved measurements.
+    runs = []
+    rates = {}          # (case, loop) -> [rate, ...]
+    by_rep = {}         # case -> rep -> loop -> rate
+    status = {}         # (case, loop) -> "ok" | "failed" | "unavailable"
+    failures = {}       # (case, loop) -> (summary, detail)
+    unavailable = {}    # (case, loop) -> reason (decided inside a worker)
+    stderr_notes = {}   # (case, loop) -> stderr of a worker that succeeded
+    total = args.reps * len(args.case_names) * len(avail)
+    done = 0
+    interrupted = False
+    try:
+        for rep in range(args.reps):
+            k = rep % len(avail) if avail else 0
+            order = avail[k:] + avail[:k]
+            for cname in args.case_names:
+                n, warm = CASES[cname].sizes(args.quick, args.scale)
+                for pos, lname in enumerate(order):
+                    done += 1
+                    key = (cname, lname)
+                    if status.get(key) in ("failed", "unavailable"):
+                        continue
+                    t0 = time.perf_counter()
+                    rec = {"rep": rep + 1, "case": cname, "loop": lname, "position": pos,
+                           "n": n, "warmup": warm}
+                    try:
+                        res, werr = run_worker(args.python,
+                                            ["run", "--case", cname, "--loop", lname,
+                                             "--size", str(n), "--warmup", str(warm),
+                                             "--watchdog", str(max(1.0, args.timeout - 15))],
+                                            env, args.timeout)
+                    except WorkerError as exc:
+                        status[key] = "failed"
+                        failures[key] = (f"rep {rep + 1}: {exc.summary}", exc.detail)
+                        rec.update(status="failed", error=exc.summary, detail=exc.detail)
+                        log(f"[{done}/{total}] rep {rep + 1} {cname} {lname}: FAILED: {exc.summary}")
+                        runs.append(rec)
+                        continue
+                    wall = time.perf_counter() - t0
+                    if werr.strip():
+                        rec["stderr"] = werr
+                        stderr_notes.setdefault(key, werr)
+                    if res["status"] == "unavailable":
+                        status[key] = "unavailable"
+                        unavailable[key] = res["reason"]
+                        rec.update(status="unavailable", reason=res["reason"])
+                        log(f"[{done}/{total}] rep {rep + 1} {cname} {lname}: n/a ({res['reason']})")
+                    else:
+                        status.setdefault(key, "ok")
+                        rates.setdefault(key, []).append(res["rate"])
+                        by_rep.setdefault(cname, {}).setdefault(rep, {})[lname] = res["rate"]
+                        rec.update(status="ok", ops=res["ops"], seconds=res["seconds"],
+                                   rate=res["rate"], wall=wall)
+                        log(f"[{done}/{total}] rep {rep + 1} {cname:<30} {lname:<18} "
+                            f"{fmt_rate(res['rate']):>8} {CASES[cname].unit}/s "
+                            f"({res['seconds']:.3f} s timed, {wall:.2f} s wall)")
+                    runs.append(rec)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: reporting what was measured so far")
+
+    # Summary.
+    summary = {}
+    for (cname, lname), rs in rates.items():
+        s = summarize(rs)
+        s["rates"] = rs
+        s["vs"] = {base: paired_ratio(by_rep.get(cname, {}), lname, base)
+                   for base in BASELINES if base != lname}
+        summary.setdefault(cname, {})[lname] = s
+    elapsed = time.time() - started
+    meta["wall_seconds"] = elapsed
+    meta["loadavg_end"] = os.getloadavg()
+    meta["interrupted"] = interrupted
+
+    report = render(args, meta, summary, status, failures, unavailable, stderr_notes)
+    print(report)
+    if args.json:
+        data = {
+            "meta": meta,
+            "cases": {c: {"unit": CASES[c].unit, "doc": CASES[c].doc} for c in args.case_names},
+            "runs": runs,
+            "summary": {c: {ln: s for ln, s in d.items()} for c, d in summary.items()},
+            "failures": [{"case": c, "loop": ln, "summary": s, "detail": d}
+                         for (c, ln), (s, d) in failures.items()],
+        }
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+        log(f"raw numbers written to {args.json}")
+    if interrupted:
+        return 130
+    return 1 if failures else 0
+
+
+def render(args, meta, summary, status, failures, unavailable, stderr_notes):
+    rl = meta["ringloop"]
+    lines = ["## ringloop benchmarks", ""]
+    lines.append(f"- Date: {meta['date']}")
+    lines.append(f"- Python: {meta['python']} ({meta['python_executable']})")
+    lines.append(f"- Kernel: {meta['kernel']}; CPU: {meta['cpu']} x {meta['cpus']}; "
+                 f"load average at start {meta['loadavg_start'][0]:.2f}, "
+                 f"at end {meta['loadavg_end'][0]:.2f}")
+    busiest = max(meta["loadavg_start"][0], meta["loadavg_end"][0])
+    if busiest > 0.5:
+        lines.append(f"- Note: the machine was not idle (1-minute load average up to "
+                     f"{busiest:.2f} on {meta['cpus']} CPUs); expect more noise than usual")
+    lines.append(f"- uvloop: {meta['uvloop'] or 'not installed'}")
+    if "import_error" in rl:
+        lines.append(f"- ringloop: cannot import ({rl['import_error']})")
+    else:
+        build = rl.get("core", "?")
+        if rl.get("core_sha256"):
+            build += f" sha256 {rl['core_sha256']}"
+        lines.append(f"- ringloop: {rl.get('version')} (git {meta['ringloop_git']}; "
+                     f"{build})")
+    backends = []
+    for name, info in meta["loops"].items():
+        if not name.startswith("ringloop"):
+            continue
+        backends.append(f"{name} " + ("available" if info["available"]
+                                      else f"n/a ({info['reason']})"))
+    if backends:
+        lines.append("- ringloop backends: " + "; ".join(backends))
+    for name, info in meta["loops"].items():
+        if not name.startswith("ringloop") and not info["available"]:
+            lines.append(f"- {name}: n/a ({info['reason']})")
+    lines.append(f"- Method: {meta['reps']} interleaved repetitions"
+                 f"{' (quick sizes)' if meta['quick'] else ''}"
+                 + (f", sizes x{meta['scale']:g}" if meta["scale"] != 1 else "") +
+                 "; each measurement a fresh process, warm-up run first, inner work "
+                 "timed with perf_counter; median of the reps; spread = (Q3 - Q1) / median and "
+                 "(max - min) / median; "
+                 "ratios = median over reps of the paired ratio within a rep")
+    lines.append("- Sizes: " + ", ".join(f"{c} n={s['n']}" for c, s in meta["sizes"].items()))
+    lines.append(f"- Total wall time: {meta['wall_seconds']:.0f} s"
+                 + (" (INTERRUPTED, partial)" if meta["interrupted"] else ""))
+    lines.append("")
+    lines.append(markdown_table(args.case_names, args.loop_names, summary, status))
+    if unavailable:
+        lines.append("")
+        for (c, ln), reason in unavailable.items():
+            lines.append(f"- n/a: {c} on {ln}: {reason}")
+    if failures:
+        lines.append("")
+        lines.append("### Failures")
+        for (c, ln), (s, detail) in failures.items():
+            lines.append("")
+            lines.append(f"**{c} on {ln}**: {s}")
+            lines.append("")
+            lines.append("```")
+            lines.append(detail.rstrip() or "(no output)")
+            lines.append("```")
+    if stderr_notes:
+        lines.append("")
+        lines.append("### Workers that succeeded but wrote to stderr (first occurrence)")
+        for (c, ln), text in stderr_notes.items():
+            lines.append("")
+            lines.append(f"**{c} on {ln}**:")
+            lines.append("")
+            lines.append("```")
+            lines.append(text.rstrip())
+            lines.append("```")
+    if meta["probe_stderr"].strip():
+        lines.append("")
+        lines.append("### Probe stderr (building each loop once)")
+        lines.append("")
+        lines.append("```")
+        lines.append(meta["probe_stderr"].rstrip())
+        lines.append("```")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
