@@ -26,4 +26,5 @@ mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} "$src"/
 (cd "$src" && "$venv/bin/python" -m pip install -q --no-cache-dir .)
 rm -rf "$src"
-exec "$venv/bin/python" benchmarks/run.py "$@"
+# Measure the copy installed in the venv (not an in-tree build).
+exec "$venv/bin/python" benchmarks/run.py --ringloop-path installed "$@"
