@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "compat.h"
+#include "net.h"
 #include "reactor.h"
 #include "timerheap.h"
 
@@ -45,6 +46,11 @@ typedef struct rl_state {
     PyObject *str_source_traceback;
     PyObject *str_fileno;
     PyObject *str_context;
+    PyObject *str_set_result;
+    PyObject *str_set_exception;
+    PyObject *str_done;
+
+    rl_net_state net; /* net.h */
 } rl_state;
 
 /* ---------------------------------------------------------------------- */
@@ -159,6 +165,7 @@ struct RlLoop {
     double clock_resolution;
     double slow_callback_duration;
     unsigned long thread_id;
+    rl_loop_net net; /* net.h */
     atomic_int wake_pending;
     char backend_fallback[200]; /* why auto did not get io_uring, or "" */
     char has_thread; /* running: thread_id is valid */
@@ -197,6 +204,39 @@ void rl_handle_release(RlLoop *loop, RlHandle *h);
 void rl_handle_freelist_clear(RlLoop *loop);
 /* Handle.cancel(): 0 or -1 (debug repr failed). */
 int rl_handle_cancel(RlHandle *h);
+
+/* future.c -- the futures the C code hands out (sock_*, transports' waiters).
+ * Today asyncio.Future; native ringloop.Future with issue 4.  Use these, not
+ * method calls, so the switch is one place. */
+PyObject *rl_future_new(RlLoop *loop);
+/* 0 or -1.  Like asyncio's _set_result_unless_cancelled: a future that is
+ * already done (cancelled by its awaiter) is left alone. */
+int rl_future_set_result_unless_done(PyObject *fut, PyObject *result);
+int rl_future_set_exception_unless_done(PyObject *fut, PyObject *exc);
+/* 1 done, 0 pending, -1 error */
+int rl_future_is_done(PyObject *fut);
+
+/* loop.c: schedule a C function on the ready ring (steals a and b). */
+static inline int
+rl_loop_call_soon_c(RlLoop *loop, rl_ready_fn fn, PyObject *a, PyObject *b)
+{
+    return rl_ready_push(&loop->ready, fn, a, b);
+}
+
+/* net.c / sockops.c hooks (issue 5) */
+int rl_net_module_init(PyObject *module, rl_state *st);
+int rl_net_module_traverse(rl_state *st, visitproc visit, void *arg);
+void rl_net_module_clear(rl_state *st);
+void rl_net_loop_init(RlLoop *loop);
+int rl_net_loop_traverse(RlLoop *loop, visitproc visit, void *arg);
+/* Called by close()/dealloc right after the reactor was destroyed: every
+ * op is IDLE again and no completion will come; release what ops held. */
+void rl_net_loop_after_reactor_destroy(RlLoop *loop);
+/* 0, or -1 with RuntimeError if a transport owns fd (asyncio's
+ * _ensure_fd_no_transport, applied by add_reader & co). */
+int rl_net_check_fd_free(RlLoop *loop, int fd);
+extern PyMethodDef rl_net_loop_methods[];
+extern PyMethodDef rl_sock_loop_methods[];
 
 /* errors.c */
 /* Set an OSError (the right subclass) for a negative errno; returns NULL. */

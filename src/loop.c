@@ -669,6 +669,9 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
     if (fileobj_to_fd(self, args[0], &fd) < 0) {
         return NULL;
     }
+    if (rl_net_check_fd_free(self, fd) < 0) {
+        return NULL;
+    }
     if (rl_loop_check_closed(self) < 0) {
         return NULL;
     }
@@ -734,6 +737,9 @@ remove_watch(RlLoop *self, PyObject *fileobj, int dir)
     if (fileobj_to_fd(self, fileobj, &fd) < 0) {
         return NULL;
     }
+    if (rl_net_check_fd_free(self, fd) < 0) {
+        return NULL;
+    }
     if (self->closed || self->reactor == NULL) {
         Py_RETURN_FALSE;
     }
@@ -789,19 +795,7 @@ Loop_remove_writer(RlLoop *self, PyObject *fd)
 static PyObject *
 Loop_create_future(RlLoop *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *kw = Py_BuildValue("{sO}", "loop", (PyObject *)self);
-    if (kw == NULL) {
-        return NULL;
-    }
-    PyObject *args = PyTuple_New(0);
-    if (args == NULL) {
-        Py_DECREF(kw);
-        return NULL;
-    }
-    PyObject *f = PyObject_Call(self->st->asyncio_Future, args, kw);
-    Py_DECREF(args);
-    Py_DECREF(kw);
-    return f;
+    return rl_future_new(self);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -816,6 +810,7 @@ loop_release_core(RlLoop *self)
     if (self->reactor != NULL) {
         rl_reactor_destroy(self->reactor);
         self->reactor = NULL;
+        rl_net_loop_after_reactor_destroy(self);
     }
     /* 2. the watches (their ops were the kernel's until now) */
     while (self->watches != NULL) {
@@ -954,6 +949,7 @@ Loop_init(RlLoop *self, PyObject *args, PyObject *kwds)
             : 1e-9;
     self->slow_callback_duration = 0.1;
     atomic_init(&self->wake_pending, 0);
+    rl_net_loop_init(self);
     return 0;
 }
 
@@ -981,7 +977,7 @@ Loop_traverse(RlLoop *self, visitproc visit, void *arg)
             Py_VISIT((PyObject *)h);
         }
     }
-    return 0;
+    return rl_net_loop_traverse(self, visit, arg);
 }
 
 static int
@@ -1255,9 +1251,52 @@ static PyType_Spec Loop_spec = {
     .slots = Loop_slots,
 };
 
+/* The Loop's methods come from three tables (core, transports, sock_*),
+ * joined once into this array. */
+static PyMethodDef *Loop_all_methods;
+
+static int
+join_method_tables(void)
+{
+    if (Loop_all_methods != NULL) {
+        return 0;
+    }
+    PyMethodDef *parts[] = {Loop_methods, rl_net_loop_methods,
+                            rl_sock_loop_methods};
+    size_t n = 0;
+    for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
+        for (PyMethodDef *m = parts[p]; m->ml_name != NULL; m++) {
+            n++;
+        }
+    }
+    /* Never freed: the type keeps pointers into it for the process's
+     * life, like a static table (shared by every interpreter). */
+    PyMethodDef *all = PyMem_RawCalloc(n + 1, sizeof(PyMethodDef));
+    if (all == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    n = 0;
+    for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
+        for (PyMethodDef *m = parts[p]; m->ml_name != NULL; m++) {
+            all[n++] = *m;
+        }
+    }
+    Loop_all_methods = all;
+    for (PyType_Slot *slot = Loop_slots; slot->slot != 0; slot++) {
+        if (slot->slot == Py_tp_methods) {
+            slot->pfunc = Loop_all_methods;
+        }
+    }
+    return 0;
+}
+
 int
 rl_loop_init_type(PyObject *module, rl_state *st)
 {
+    if (join_method_tables() < 0) {
+        return -1;
+    }
     st->LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &Loop_spec, NULL);
     if (st->LoopType == NULL) {

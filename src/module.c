@@ -33,7 +33,10 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->str_source_traceback);
     Py_VISIT(st->str_fileno);
     Py_VISIT(st->str_context);
-    return 0;
+    Py_VISIT(st->str_set_result);
+    Py_VISIT(st->str_set_exception);
+    Py_VISIT(st->str_done);
+    return rl_net_module_traverse(st, visit, arg);
 }
 
 static int
@@ -57,6 +60,10 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->str_source_traceback);
     Py_CLEAR(st->str_fileno);
     Py_CLEAR(st->str_context);
+    Py_CLEAR(st->str_set_result);
+    Py_CLEAR(st->str_set_exception);
+    Py_CLEAR(st->str_done);
+    rl_net_module_clear(st);
     return 0;
 }
 
@@ -141,6 +148,9 @@ module_exec(PyObject *mod)
     INTERN(str_source_traceback, "source_traceback");
     INTERN(str_fileno, "fileno");
     INTERN(str_context, "context");
+    INTERN(str_set_result, "set_result");
+    INTERN(str_set_exception, "set_exception");
+    INTERN(str_done, "done");
 #undef INTERN
 
 #define IMPORT(field, modname, attr)                                          \
@@ -165,6 +175,9 @@ module_exec(PyObject *mod)
         return -1;
     }
     if (rl_loop_init_type(mod, st) < 0) {
+        return -1;
+    }
+    if (rl_net_module_init(mod, st) < 0) {
         return -1;
     }
     return 0;

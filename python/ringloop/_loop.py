@@ -21,6 +21,9 @@ from asyncio import coroutines, events, futures, tasks
 from asyncio.log import logger
 
 from . import _core
+from ._dgram import DatagramMixin
+from ._dns import DnsMixin
+from ._net import NetworkMixin
 
 _PY312 = sys.version_info >= (3, 12)
 _PY313 = sys.version_info >= (3, 13)
@@ -50,7 +53,7 @@ def _sighandler_noop(signum, frame):
     wakeup fd, which is all we need."""
 
 
-class Loop(_core.Loop, asyncio.AbstractEventLoop):
+class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop with a native core (io_uring or epoll)."""
 
     def __init__(self, *, backend="auto"):
@@ -519,14 +522,3 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             except (ValueError, OSError) as exc:
                 logger.info("set_wakeup_fd(-1) failed: %s", exc)
         return True
-
-    # -- DNS ----------------------------------------------------------------
-
-    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        return await self.run_in_executor(
-            None, socket.getaddrinfo, host, port, family, type, proto, flags
-        )
-
-    async def getnameinfo(self, sockaddr, flags=0):
-        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
-
