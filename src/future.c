@@ -38,7 +38,14 @@ set_unless_done(PyObject *fut, const char *meth, PyObject *value)
     if (done != 0) {
         return done < 0 ? -1 : 0;
     }
-    PyObject *r = PyObject_CallMethod(fut, meth, "O", value);
+    /* Not PyObject_CallMethod(fut, meth, "O", value): a tuple value would
+     * become the argument list. */
+    PyObject *name = PyUnicode_FromString(meth);
+    if (name == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(fut, name, value);
+    Py_DECREF(name);
     if (r == NULL) {
         return -1;
     }
