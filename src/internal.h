@@ -14,6 +14,7 @@
 #include "compat.h"
 #include "net.h"
 #include "reactor.h"
+#include "sockops.h"
 #include "timerheap.h"
 
 typedef struct RlLoop RlLoop;
@@ -51,6 +52,7 @@ typedef struct rl_state {
     PyObject *str_done;
 
     rl_net_state net; /* net.h */
+    rl_sock_state sock; /* sockops.h */
 } rl_state;
 
 /* ---------------------------------------------------------------------- */
@@ -166,6 +168,7 @@ struct RlLoop {
     double slow_callback_duration;
     unsigned long thread_id;
     rl_loop_net net; /* net.h */
+    rl_loop_sock sock; /* sockops.h */
     atomic_int wake_pending;
     char backend_fallback[200]; /* why auto did not get io_uring, or "" */
     char has_thread; /* running: thread_id is valid */

@@ -669,7 +669,8 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
     if (fileobj_to_fd(self, args[0], &fd) < 0) {
         return NULL;
     }
-    if (rl_net_check_fd_free(self, fd) < 0) {
+    if (rl_net_check_fd_free(self, fd) < 0 ||
+        rl_sock_check_fd_free(self, fd) < 0) {
         return NULL;
     }
     if (rl_loop_check_closed(self) < 0) {
@@ -737,7 +738,8 @@ remove_watch(RlLoop *self, PyObject *fileobj, int dir)
     if (fileobj_to_fd(self, fileobj, &fd) < 0) {
         return NULL;
     }
-    if (rl_net_check_fd_free(self, fd) < 0) {
+    if (rl_net_check_fd_free(self, fd) < 0 ||
+        rl_sock_check_fd_free(self, fd) < 0) {
         return NULL;
     }
     if (self->closed || self->reactor == NULL) {
@@ -811,6 +813,7 @@ loop_release_core(RlLoop *self)
         rl_reactor_destroy(self->reactor);
         self->reactor = NULL;
         rl_net_loop_after_reactor_destroy(self);
+        rl_sock_loop_after_reactor_destroy(self);
     }
     /* 2. the watches (their ops were the kernel's until now) */
     while (self->watches != NULL) {
@@ -950,6 +953,7 @@ Loop_init(RlLoop *self, PyObject *args, PyObject *kwds)
     self->slow_callback_duration = 0.1;
     atomic_init(&self->wake_pending, 0);
     rl_net_loop_init(self);
+    rl_sock_loop_init(self);
     return 0;
 }
 
@@ -976,6 +980,9 @@ Loop_traverse(RlLoop *self, visitproc visit, void *arg)
              h = (RlHandle *)h->callback) {
             Py_VISIT((PyObject *)h);
         }
+    }
+    if (rl_sock_loop_traverse(self, visit, arg) < 0) {
+        return -1;
     }
     return rl_net_loop_traverse(self, visit, arg);
 }

@@ -36,6 +36,9 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->str_set_result);
     Py_VISIT(st->str_set_exception);
     Py_VISIT(st->str_done);
+    if (rl_sock_module_traverse(st, visit, arg) < 0) {
+        return -1;
+    }
     return rl_net_module_traverse(st, visit, arg);
 }
 
@@ -64,6 +67,7 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->str_set_exception);
     Py_CLEAR(st->str_done);
     rl_net_module_clear(st);
+    rl_sock_module_clear(st);
     return 0;
 }
 
@@ -178,6 +182,9 @@ module_exec(PyObject *mod)
         return -1;
     }
     if (rl_net_module_init(mod, st) < 0) {
+        return -1;
+    }
+    if (rl_sock_module_init(mod, st) < 0) {
         return -1;
     }
     return 0;

@@ -1,0 +1,119 @@
+/* sockops.h -- loop.sock_* requests, datagram transports and the socket
+ * address helpers they share.  (Issue 5, the sockets half.  Included by
+ * internal.h; the stream transports are in net.h.) */
+#ifndef RL_SOCKOPS_H
+#define RL_SOCKOPS_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct RlSockReq RlSockReq;
+typedef struct RlDgram RlDgram;
+
+/* Per-module state (inside rl_state as `st->sock`).  traverse/clear in
+ * sockops.c mirror it. */
+typedef struct rl_sock_state {
+    PyTypeObject *SockReqType;   /* the awaitable returned by sock_* */
+    PyTypeObject *DgramType;     /* _core.DatagramTransport */
+    PyObject *socket_socket;     /* socket.socket (the Python class) */
+    PyObject *socket__socket;    /* _socket.socket */
+    PyObject *ssl_SSLSocket;     /* ssl.SSLSocket, or None without ssl */
+    PyObject *asyncio_CancelledError;
+    PyObject *asyncio_BaseTransport_extra; /* BaseTransport._extra slot */
+    PyObject *str_recv;
+    PyObject *str_recv_into;
+    PyObject *str_recvfrom;
+    PyObject *str_recvfrom_into;
+    PyObject *str_send;
+    PyObject *str_sendto;
+    PyObject *str_gettimeout;
+    PyObject *str_family;
+    PyObject *str_cancel;
+    PyObject *str_close;
+    PyObject *str_throw;
+    PyObject *str_datagram_received;
+    PyObject *str_error_received;
+    PyObject *str_connection_made;
+    PyObject *str_connection_lost;
+    PyObject *str_pause_writing;
+    PyObject *str_resume_writing;
+} rl_sock_state;
+
+/* One fd as the sock_* code sees it.  Requests of one direction (0 =
+ * receive, 1 = send) are served in FIFO order, one at a time: only the
+ * head may have an op in the reactor.  A request abandoned while its op
+ * was in flight stays the head (a "zombie") until the op's final
+ * completion, so that neither the bytes it may still receive nor the
+ * buffer the kernel may still write into are mixed up with the next
+ * request's. */
+typedef struct rl_sockfd {
+    RlSockReq *head[2], *tail[2];
+    /* What a receive obtained after its awaiter had gone (cancelled while
+     * the data was already on its way): served first to the next receive
+     * on the same socket.  data is bytes or an exception instance; addr is
+     * the sender's address or NULL; owner identifies the socket (a weak
+     * reference, or NULL with owner_id set when it has none). */
+    PyObject *stash_data;
+    PyObject *stash_addr;
+    PyObject *stash_owner;
+    void *stash_owner_id;
+    RlDgram *dgram; /* borrowed: the datagram transport that owns this fd */
+} rl_sockfd;
+
+/* Per-loop state (inside RlLoop as `loop->sock`). */
+typedef struct rl_loop_sock {
+    rl_sockfd *fds;
+    size_t nfds;
+    RlSockReq *reqs;   /* every request in an fd queue (one ref each) */
+    RlDgram *dgrams;   /* every datagram transport with ops or a record
+                        * pending (one ref each) */
+    size_t nstash;     /* fds with a stash (fast skip when 0) */
+    /* Receives try the syscall at once before arming an op (asyncio's
+     * order) or arm the op directly; see ARCHITECTURE.md "sock_*". */
+    char recv_inline;
+} rl_loop_sock;
+
+/* ---------------------------------------------------------------------- */
+/* Functions (struct names: internal.h includes this before its typedefs). */
+struct RlLoop;
+struct rl_state;
+
+/* sockops.c: module and loop hooks (called by module.c and loop.c) */
+int rl_sock_module_init(PyObject *module, struct rl_state *st);
+int rl_sock_module_traverse(struct rl_state *st, visitproc visit, void *arg);
+void rl_sock_module_clear(struct rl_state *st);
+void rl_sock_loop_init(struct RlLoop *loop);
+int rl_sock_loop_traverse(struct RlLoop *loop, visitproc visit, void *arg);
+/* After the reactor was destroyed (every op IDLE, no completion will
+ * come): release what requests and transports held for the kernel. */
+void rl_sock_loop_after_reactor_destroy(struct RlLoop *loop);
+/* 0, or -1 with RuntimeError when a datagram transport owns fd. */
+int rl_sock_check_fd_free(struct RlLoop *loop, int fd);
+/* The fd's record, grown on demand (NULL + MemoryError). */
+rl_sockfd *rl_sock_fd(struct RlLoop *loop, int fd);
+/* 1 if sock is exactly socket.socket or _socket.socket (the native path
+ * may do syscalls on its fd instead of calling its methods). */
+int rl_sock_is_native(struct rl_state *st, PyObject *sock);
+/* An OSError instance (the right subclass) for -errno. */
+PyObject *rl_sock_errno_exc(int neg_errno);
+
+/* dgram.c */
+int rl_dgram_module_init(PyObject *module, struct rl_state *st);
+void rl_dgram_loop_after_reactor_destroy(struct RlLoop *loop);
+int rl_dgram_loop_traverse(struct RlLoop *loop, visitproc visit, void *arg);
+
+/* sockaddr.c -- CPython's address conventions (socketmodule.c
+ * makesockaddr/getsockaddrarg) for the families handled natively:
+ * AF_INET, AF_INET6, AF_UNIX. */
+/* The Python form of a received address (None when len is 0). */
+PyObject *rl_sockaddr_to_py(const struct sockaddr *sa, socklen_t len);
+/* Parse the simple, unambiguous forms of a Python address for family:
+ * 1 parsed into *ss / *len; 0 anything else (hostnames, odd types, out of
+ * range: the caller then lets socket.socket's own method decide, so the
+ * exact errors and name resolution stay CPython's).  Never raises. */
+int rl_sockaddr_from_py(int family, PyObject *addr,
+                        struct sockaddr_storage *ss, socklen_t *len);
+/* 1 for the families above. */
+int rl_sockaddr_family_native(int family);
+
+#endif /* RL_SOCKOPS_H */
