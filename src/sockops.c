@@ -1869,6 +1869,7 @@ PyMethodDef rl_sock_loop_methods[] = {
     {"_sock_set_recv_inline", (PyCFunction)Loop__sock_set_recv_inline,
      METH_O, NULL},
     {"_sock_debug", (PyCFunction)Loop__sock_debug, METH_NOARGS, NULL},
+    {"_dgram_new", RL_CFUNC(rl_dgram_new), METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

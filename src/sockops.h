@@ -101,6 +101,9 @@ PyObject *rl_sock_errno_exc(int neg_errno);
 int rl_dgram_module_init(PyObject *module, struct rl_state *st);
 void rl_dgram_loop_after_reactor_destroy(struct RlLoop *loop);
 int rl_dgram_loop_traverse(struct RlLoop *loop, visitproc visit, void *arg);
+/* loop._dgram_new(sock, protocol, address, waiter, extra, connected) */
+PyObject *rl_dgram_new(struct RlLoop *loop, PyObject *const *args,
+                       Py_ssize_t nargs);
 
 /* sockaddr.c -- CPython's address conventions (socketmodule.c
  * makesockaddr/getsockaddrarg) for the families handled natively:
