@@ -38,7 +38,8 @@ def check(cond, message):
 
 
 class Case:
-    def __init__(self, fn, name, unit, size, quick, warmup, single_cpu, doc):
+    def __init__(self, fn, name, unit, size, quick, warmup, single_cpu, doc,
+                 group="core", reference_ok=False, meta=None):
         self.fn = fn
         self.name = name
         self.unit = unit          # what one op is, e.g. "callbacks"
@@ -47,6 +48,9 @@ class Case:
         self.warmup = warmup      # n for the untimed warm-up run
         self.single_cpu = single_cpu  # the worker pins itself to one CPU
         self.doc = doc
+        self.group = group        # "core" (the default run) or "echo"
+        self.reference_ok = reference_ok  # runs on a C reference "loop" too
+        self.meta = meta or {}    # free-form facts the report may use
 
     def sizes(self, quick=False, scale=1.0):
         n = self.quick if quick else self.size
@@ -54,16 +58,22 @@ class Case:
         return n, max(1, min(self.warmup, n))
 
 
-def case(name, *, unit, size, quick, warmup=None, single_cpu=False):
+def case(name, *, unit, size, quick, warmup=None, single_cpu=False, group="core",
+         reference_ok=False, meta=None):
     """Register a case.  size/quick: n for a default and a --quick run;
     warmup: n for the untimed warm-up (default quick // 5); single_cpu: run
     the whole worker (all its threads) on one CPU, for cases whose number
-    is otherwise dominated by cross-CPU wake-up latency."""
+    is otherwise dominated by cross-CPU wake-up latency; group: "core" cases
+    run by default, other groups when named in --cases; reference_ok: the
+    case also runs on the C reference loop (LoopSpec kind "reference").
+
+    fn(loop, n) returns (ops, seconds) or (ops, seconds, extra) where extra
+    is a dict of numbers (e.g. {"cpu_s": ...}) the report may show."""
     def register(fn):
         doc = " ".join((fn.__doc__ or "").split())
         CASES[name] = Case(fn, name, unit, size, quick,
                            warmup if warmup is not None else max(1, quick // 5),
-                           single_cpu, doc)
+                           single_cpu, doc, group, reference_ok, meta)
         return fn
     return register
 
@@ -359,3 +369,9 @@ def call_soon_threadsafe_pingpong(loop, n):
     secs = _run_with_thread(loop, produce)
     check(state[0] == n, f"{state[0]} round trips, expected {n}")
     return n, secs
+
+
+# ---------------------------------------------------------------------------
+# TCP echo (group "echo": python3 benchmarks/run.py --cases echo)
+
+import echo  # noqa: E402,F401  (registers the echo cases)

@@ -14,12 +14,15 @@ class Unavailable(Exception):
 
 
 class LoopSpec:
-    def __init__(self, name, module, build, expect=None, doc=""):
+    def __init__(self, name, module, build, expect=None, doc="", kind="loop"):
         self.name = name
         self.module = module      # imported first; ImportError -> Unavailable
         self.build = build        # build(module) -> a new event loop
         self.expect = expect or {}  # attribute -> value the new loop must have
         self.doc = doc
+        # "loop", or "reference": not an event loop but a C program that the
+        # cases with reference_ok run instead (the echo reference server).
+        self.kind = kind
 
     def make(self):
         try:
@@ -59,6 +62,11 @@ def _uvloop(mod):
     return mod.Loop()
 
 
+def _c_reference(mod):
+    mod.c_binaries()  # Unavailable when cc or liburing is missing
+    return mod.CReference()
+
+
 def _ringloop(**kwargs):
     def build(mod):
         return mod.new_event_loop(**kwargs)
@@ -78,8 +86,17 @@ LOOPS = {
         LoopSpec("ringloop-epoll", "ringloop", _ringloop(backend="epoll"),
                  expect={"backend": "epoll"},
                  doc="ringloop.new_event_loop(backend='epoll')"),
+        LoopSpec("c-io_uring-ref", "echo", _c_reference, kind="reference",
+                 doc="benchmarks/c/uring_echo: a minimal C io_uring echo server "
+                     "(echo cases only; the reference for 'best possible')"),
     )
 }
+
+
+def applicable(case, spec):
+    """Whether case runs on spec at all (the C reference runs only the
+    cases made for it; it gets no row elsewhere)."""
+    return spec.kind != "reference" or case.reference_ok
 
 # The loops the ratio columns divide by.
 BASELINES = ("asyncio", "uvloop")

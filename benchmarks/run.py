@@ -31,8 +31,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from cases import CASES  # noqa: E402
-from loops import BASELINES, LOOPS  # noqa: E402
+from cbuild import build_c_tools  # noqa: E402
+from loops import BASELINES, LOOPS, applicable  # noqa: E402
 from worker import RESULT_MARK  # noqa: E402
+
+REFERENCE = "c-io_uring-ref"  # the echo cases' "best possible"
 
 WORKER = os.path.join(HERE, "worker.py")
 REPO_PYTHON_DIR = os.path.normpath(os.path.join(HERE, "..", "python"))
@@ -209,6 +212,99 @@ def markdown_table(case_names, loop_names, summary, status):
 
 
 # ---------------------------------------------------------------------------
+# the echo table
+
+
+def echo_summary(args, by_rep, by_rep_extra):
+    """Per echo case and loop: medians of round trips/s, MB/s and server CPU
+    per round trip, and paired ratios (same repetition) to the C reference
+    of the same size and connection count and to uvloop."""
+    # rep -> ref_key -> reference measurement
+    ref = {}
+    for cname in args.case_names:
+        c = CASES[cname]
+        if c.group != "echo":
+            continue
+        for rep, per_loop in by_rep_extra.get(cname, {}).items():
+            if REFERENCE in per_loop:
+                ref.setdefault(rep, {})[c.meta["ref_key"]] = per_loop[REFERENCE]
+    out = {}
+    for cname in args.case_names:
+        c = CASES[cname]
+        if c.group != "echo":
+            continue
+        rows = {}
+        for lname in args.loop_names:
+            rates, mbs, cpu_us, vs_ref, cpu_vs_ref, vs_uv = [], [], [], [], [], []
+            for rep, per_loop in by_rep_extra.get(cname, {}).items():
+                m = per_loop.get(lname)
+                if m is None:
+                    continue
+                rate = m["ops"] / m["seconds"]
+                rates.append(rate)
+                mbs.append(m["bytes"] / m["seconds"] / 1e6)
+                cpu = m["cpu_s"] / m["ops"] * 1e6
+                cpu_us.append(cpu)
+                r = ref.get(rep, {}).get(c.meta["ref_key"])
+                if r is not None:
+                    vs_ref.append(rate / (r["ops"] / r["seconds"]))
+                    cpu_vs_ref.append(cpu / (r["cpu_s"] / r["ops"] * 1e6))
+                uv = per_loop.get("uvloop")
+                if uv is not None and lname != "uvloop":
+                    vs_uv.append((uv["cpu_s"] / uv["ops"] * 1e6) / cpu)
+            if not rates:
+                continue
+            med = statistics.median
+            rows[lname] = {
+                "rate": med(rates), "mbs": med(mbs), "cpu_us": med(cpu_us),
+                "spread_pct": 100.0 * (max(rates) - min(rates)) / med(rates),
+                "vs_ref": med(vs_ref) if vs_ref else None,
+                "cpu_vs_ref": med(cpu_vs_ref) if cpu_vs_ref else None,
+                "cpu_gain_vs_uvloop": med(vs_uv) if vs_uv else None,
+                "n": len(rates),
+            }
+        out[cname] = rows
+    return out
+
+
+def echo_table(args, echo, status):
+    out = ["### TCP echo (client: benchmarks/c/loadgen; reference: C io_uring server)",
+           "",
+           "| case | loop | round trips/s | MB/s each way | x C ref | spread | "
+           "server CPU us/round trip | CPU x C ref | CPU gain vs uvloop |",
+           "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for cname, rows in echo.items():
+        c = CASES[cname]
+        first = True
+        for lname in args.loop_names:
+            if not applicable(c, LOOPS[lname]):
+                continue
+            label = f"`{cname}`" if first else ""
+            first = False
+            r = rows.get(lname)
+            if r is None:
+                st = status.get((cname, lname))
+                cell = "FAILED" if st == "failed" else "n/a"
+                out.append(f"| {label} | {lname} | {cell} | | | | | | |")
+                continue
+            def ratio(x):
+                return "n/a" if x is None else f"{x:.2f}"
+            gain = r["cpu_gain_vs_uvloop"]
+            out.append(
+                f"| {label} | {lname} | {fmt_rate(r['rate'])} | {r['mbs']:.0f} | "
+                f"{ratio(r['vs_ref'])} | {r['spread_pct']:.0f}% | {r['cpu_us']:.1f} | "
+                f"{ratio(r['cpu_vs_ref'])} | "
+                f"{'—' if lname == 'uvloop' else ratio(gain) + ('x' if gain else '')} |")
+    out.append("")
+    out.append("x C ref: throughput / the C io_uring server's (same size, connections and "
+               "repetition; its numbers are in the proto rows).  CPU x C ref: server CPU per "
+               "round trip / the C server's (1.00 = as cheap).  CPU gain vs uvloop: uvloop's "
+               "CPU per round trip / this loop's (> 1 = cheaper than uvloop).  Medians over "
+               "repetitions; spread = (max - min) / median of the throughput.")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
 
 
 def parse_args(argv):
@@ -235,16 +331,27 @@ def parse_args(argv):
     p.add_argument("--list", action="store_true", help="list cases and loops, then exit")
     args = p.parse_args(argv)
 
-    def pick(text, known, what):
+    def pick(text, known, what, groups=None, default=None):
         if not text:
-            return list(known)
-        names = [x.strip() for x in text.split(",") if x.strip()]
-        bad = [x for x in names if x not in known]
-        if bad:
-            p.error(f"unknown {what}: {', '.join(bad)} (known: {', '.join(known)})")
+            return list(default if default is not None else known)
+        names = []
+        for x in (x.strip() for x in text.split(",")):
+            if not x:
+                continue
+            if groups and x in groups:
+                names.extend(n for n in groups[x] if n not in names)
+            elif x in known:
+                names.append(x)
+            else:
+                p.error(f"unknown {what}: {x} (known: {', '.join(known)}"
+                        + (f"; groups: {', '.join(groups)}" if groups else "") + ")")
         return names
 
-    args.case_names = pick(args.cases, list(CASES), "case")
+    groups = {}
+    for c in CASES.values():
+        groups.setdefault(c.group, []).append(c.name)
+    groups["all"] = list(CASES)
+    args.case_names = pick(args.cases, list(CASES), "case", groups, groups["core"])
     args.loop_names = pick(args.loops, list(LOOPS), "loop")
     if args.reps is None:
         args.reps = 3 if args.quick else 5
@@ -256,7 +363,8 @@ def parse_args(argv):
 def list_all():
     print("Cases:")
     for c in CASES.values():
-        print(f"  {c.name}  [{c.unit}/s; n={c.size}, quick n={c.quick}, warm-up n={c.warmup}]")
+        print(f"  {c.name}  [{c.group}; {c.unit}/s; n={c.size}, quick n={c.quick}, "
+              f"warm-up n={c.warmup}]")
         print(f"      {c.doc}")
     print("Loops:")
     for spec in LOOPS.values():
@@ -282,11 +390,22 @@ def main(argv=None):
         env["PYTHONPATH"] = rl_dir + (os.pathsep + env["PYTHONPATH"]
                                       if env.get("PYTHONPATH") else "")
 
+    cdir = None
+    if any(CASES[c].group == "echo" for c in args.case_names):
+        log("building the C tools (benchmarks/c) ...")
+        cdir, err = build_c_tools()
+        if err:
+            log(f"C tools not built, echo cases will be n/a: {err}")
+            env["RINGLOOP_BENCH_CBIN_ERROR"] = err
+        else:
+            env["RINGLOOP_BENCH_CBIN"] = cdir
     try:
         return bench(args, env, started)
     finally:
         if snapshot:
             shutil.rmtree(snapshot, ignore_errors=True)
+        if cdir:
+            shutil.rmtree(cdir, ignore_errors=True)
 
 
 def bench(args, env, started):
@@ -331,7 +450,10 @@ def bench(args, env, started):
     failures = {}       # (case, loop) -> (summary, detail)
     unavailable = {}    # (case, loop) -> reason (decided inside a worker)
     stderr_notes = {}   # (case, loop) -> stderr of a worker that succeeded
-    total = args.reps * len(args.case_names) * len(avail)
+    extras = {}         # (case, loop) -> [extra dict, ...]
+    by_rep_extra = {}   # case -> rep -> loop -> extra dict
+    total = args.reps * sum(1 for c in args.case_names for ln in avail
+                            if applicable(CASES[c], LOOPS[ln]))
     done = 0
     interrupted = False
     try:
@@ -341,6 +463,8 @@ def bench(args, env, started):
             for cname in args.case_names:
                 n, warm = CASES[cname].sizes(args.quick, args.scale)
                 for pos, lname in enumerate(order):
+                    if not applicable(CASES[cname], LOOPS[lname]):
+                        continue
                     done += 1
                     key = (cname, lname)
                     if status.get(key) in ("failed", "unavailable"):
@@ -374,8 +498,13 @@ def bench(args, env, started):
                         status.setdefault(key, "ok")
                         rates.setdefault(key, []).append(res["rate"])
                         by_rep.setdefault(cname, {}).setdefault(rep, {})[lname] = res["rate"]
+                        extra = res.get("extra") or {}
+                        if extra:
+                            extras.setdefault(key, []).append(extra)
+                            by_rep_extra.setdefault(cname, {}).setdefault(rep, {})[lname] = \
+                                dict(extra, ops=res["ops"], seconds=res["seconds"])
                         rec.update(status="ok", ops=res["ops"], seconds=res["seconds"],
-                                   rate=res["rate"], wall=wall)
+                                   rate=res["rate"], wall=wall, extra=extra)
                         log(f"[{done}/{total}] rep {rep + 1} {cname:<30} {lname:<18} "
                             f"{fmt_rate(res['rate']):>8} {CASES[cname].unit}/s "
                             f"({res['seconds']:.3f} s timed, {wall:.2f} s wall)")
@@ -397,6 +526,8 @@ def bench(args, env, started):
     meta["loadavg_end"] = os.getloadavg()
     meta["interrupted"] = interrupted
 
+    echo = echo_summary(args, by_rep, by_rep_extra)
+    meta["echo"] = echo
     report = render(args, meta, summary, status, failures, unavailable, stderr_notes)
     print(report)
     if args.json:
@@ -459,7 +590,13 @@ def render(args, meta, summary, status, failures, unavailable, stderr_notes):
     lines.append(f"- Total wall time: {meta['wall_seconds']:.0f} s"
                  + (" (INTERRUPTED, partial)" if meta["interrupted"] else ""))
     lines.append("")
-    lines.append(markdown_table(args.case_names, args.loop_names, summary, status))
+    core = [c for c in args.case_names if CASES[c].group != "echo"]
+    if core:
+        lines.append(markdown_table(core, [ln for ln in args.loop_names
+                                           if LOOPS[ln].kind == "loop"], summary, status))
+    if meta.get("echo"):
+        lines.append("")
+        lines.append(echo_table(args, meta["echo"], status))
     if unavailable:
         lines.append("")
         for (c, ln), reason in unavailable.items():

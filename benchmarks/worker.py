@@ -19,7 +19,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cases import CASES, CaseFailure  # noqa: E402
-from loops import LOOPS, Unavailable  # noqa: E402
+from loops import LOOPS, Unavailable, applicable  # noqa: E402
 
 RESULT_MARK = "@@BENCH_RESULT@@ "
 
@@ -57,8 +57,15 @@ def run_case(case, loop, n):
         lp.stop()
 
     loop.set_exception_handler(handler)
+    extra = {}
     try:
-        ops, secs = case.fn(loop, n)
+        res = case.fn(loop, n)
+        if len(res) == 3:
+            ops, secs, extra = res
+        else:
+            ops, secs = res
+    except Unavailable:
+        raise
     except Exception as exc:
         if errors:
             # The callback's error is the cause; the case's own complaint
@@ -69,7 +76,7 @@ def run_case(case, loop, n):
         raise handler_failure(errors)
     if not secs > 0:
         raise CaseFailure(f"non-positive duration {secs!r}")
-    return ops, secs
+    return ops, secs, extra
 
 
 def pin_to_one_cpu():
@@ -87,6 +94,10 @@ def cmd_run(args):
         # A hung loop: dump every thread's stack to stderr and exit(1).
         faulthandler.dump_traceback_later(args.watchdog, exit=True)
     cpu = pin_to_one_cpu() if case.single_cpu else None
+    if not applicable(case, spec):
+        emit({"status": "unavailable", "reason": f"{spec.name} runs only the cases "
+                                                 f"made for it"})
+        return 0
     try:
         loop = spec.make()
     except Unavailable as exc:
@@ -95,12 +106,16 @@ def cmd_run(args):
     try:
         run_case(case, loop, args.warmup)
         gc.collect()
-        ops, secs = run_case(case, loop, args.size)
+        ops, secs, extra = run_case(case, loop, args.size)
+    except Unavailable as exc:
+        # The loop lacks what the case needs (say, create_server): n/a.
+        emit({"status": "unavailable", "reason": str(exc)})
+        return 0
     finally:
         loop.close()
     faulthandler.cancel_dump_traceback_later()
     emit({"status": "ok", "ops": ops, "seconds": secs, "rate": ops / secs,
-          "cpu": cpu})
+          "cpu": cpu, "extra": extra})
     return 0
 
 
