@@ -229,17 +229,7 @@ rl_handle_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
     if (!h->cancelled) {
         if (RL_UNLIKELY(loop->debug)) {
             Py_XSETREF(loop->current_handle, Py_NewRef(a));
-            double t0 = rl_loop_time();
             rc = handle_run(h);
-            double dt = rl_loop_time() - t0;
-            if (rc == 0 && dt >= loop->slow_callback_duration) {
-                PyObject *r = PyObject_CallFunction(
-                    loop->st->hook_slow_cb, "OOd", loop, a, dt);
-                if (r == NULL) {
-                    rc = -1;
-                }
-                Py_XDECREF(r);
-            }
             Py_CLEAR(loop->current_handle);
         }
         else {
