@@ -41,6 +41,8 @@ typedef struct rl_state {
     PyObject *asyncio_iscoroutinefunction; /* asyncio.iscoroutinefunction */
     PyObject *asyncio_events_get_running_loop; /* events._get_running_loop */
     PyObject *asyncio_Task;             /* asyncio.Task */
+    PyObject *asyncio_Handle;           /* asyncio.Handle */
+    PyObject *asyncio_TimerHandle;      /* asyncio.TimerHandle */
     PyObject *asyncio_CancelledError;
     PyObject *asyncio_InvalidStateError;
     PyObject *asyncio_get_event_loop;   /* per version, see module.c */

@@ -41,6 +41,8 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->FutureIterType);
     Py_VISIT(st->TaskCallType);
     Py_VISIT(st->asyncio_Task);
+    Py_VISIT(st->asyncio_Handle);
+    Py_VISIT(st->asyncio_TimerHandle);
     Py_VISIT(st->asyncio_CancelledError);
     Py_VISIT(st->asyncio_InvalidStateError);
     Py_VISIT(st->asyncio_get_event_loop);
@@ -100,6 +102,8 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->FutureIterType);
     Py_CLEAR(st->TaskCallType);
     Py_CLEAR(st->asyncio_Task);
+    Py_CLEAR(st->asyncio_Handle);
+    Py_CLEAR(st->asyncio_TimerHandle);
     Py_CLEAR(st->asyncio_CancelledError);
     Py_CLEAR(st->asyncio_InvalidStateError);
     Py_CLEAR(st->asyncio_get_event_loop);
@@ -239,6 +243,8 @@ module_exec(PyObject *mod)
     IMPORT(asyncio_events_get_running_loop, "asyncio.events",
            "_get_running_loop");
     IMPORT(asyncio_Task, "asyncio", "Task");
+    IMPORT(asyncio_Handle, "asyncio", "Handle");
+    IMPORT(asyncio_TimerHandle, "asyncio", "TimerHandle");
     IMPORT(asyncio_CancelledError, "asyncio", "CancelledError");
     IMPORT(asyncio_InvalidStateError, "asyncio", "InvalidStateError");
 #if RL_PY312

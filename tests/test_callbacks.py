@@ -500,3 +500,13 @@ def test_handle_types_not_instantiable():
         ringloop.Handle()
     with pytest.raises(TypeError):
         ringloop.TimerHandle()
+
+
+def test_handles_are_asyncio_handles(loop):
+    h = loop.call_soon(print)
+    t = loop.call_later(10, print)
+    assert isinstance(h, asyncio.Handle)
+    assert isinstance(t, asyncio.TimerHandle) and isinstance(t, asyncio.Handle)
+    assert not isinstance(h, asyncio.TimerHandle)
+    h.cancel()
+    t.cancel()

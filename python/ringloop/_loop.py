@@ -35,13 +35,6 @@ _PY313 = sys.version_info >= (3, 13)
 _DEBUG_STACK_DEPTH = 10
 
 
-def _is_debug_mode():
-    # asyncio.coroutines._is_debug_mode
-    return sys.flags.dev_mode or (
-        not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
-    )
-
-
 def _run_until_complete_cb(fut):
     if not fut.cancelled():
         exc = fut.exception()
@@ -71,7 +64,8 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
         self._coroutine_origin_tracking_saved_depth = None
         self._signal_handlers = {}
         self._ssock = self._csock = None
-        self.set_debug(_is_debug_mode())
+        # asyncio's own check, looked up at call time (PYTHONASYNCIODEBUG, -X dev)
+        self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
         return (
