@@ -1182,6 +1182,41 @@ static PyMethodDef Dgram_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* asyncio's private attributes that code in the wild reads
+ * (transport._sock, ._loop, ._protocol, ._address). */
+static PyObject *
+Dgram_get_sock(RlDgram *tr, void *Py_UNUSED(c))
+{
+    return Py_NewRef(tr->sock ? tr->sock : Py_None);
+}
+
+static PyObject *
+Dgram_get_loop(RlDgram *tr, void *Py_UNUSED(c))
+{
+    return Py_NewRef(tr->lost_done || tr->loop == NULL ? Py_None
+                                                       : (PyObject *)tr->loop);
+}
+
+static PyObject *
+Dgram_get_address(RlDgram *tr, void *Py_UNUSED(c))
+{
+    return Py_NewRef(tr->address ? tr->address : Py_None);
+}
+
+static PyObject *
+Dgram_get_protocol_attr(RlDgram *tr, void *Py_UNUSED(c))
+{
+    return Py_NewRef(tr->protocol ? tr->protocol : Py_None);
+}
+
+static PyGetSetDef Dgram_getset[] = {
+    {"_sock", (getter)Dgram_get_sock, NULL, NULL, NULL},
+    {"_loop", (getter)Dgram_get_loop, NULL, NULL, NULL},
+    {"_protocol", (getter)Dgram_get_protocol_attr, NULL, NULL, NULL},
+    {"_address", (getter)Dgram_get_address, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMemberDef Dgram_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(RlDgram, weakreflist),
      READONLY, NULL},
@@ -1195,6 +1230,7 @@ static PyMemberDef Dgram_members[] = {
 static PyType_Slot Dgram_slots[] = {
     {Py_tp_methods, Dgram_methods},
     {Py_tp_members, Dgram_members},
+    {Py_tp_getset, Dgram_getset},
     {Py_tp_repr, Dgram_repr},
     {Py_tp_traverse, Dgram_traverse},
     {Py_tp_clear, Dgram_clear},

@@ -100,7 +100,7 @@ class DatagramMixin:
                         raise TypeError("2-tuple is expected")
                     infos = await self._ensure_resolved(
                         addr, family=family, type=socket.SOCK_DGRAM,
-                        proto=proto, flags=flags, loop=self)
+                        proto=proto, flags=flags)
                     if not infos:
                         raise OSError("getaddrinfo() returned empty list")
                     for fam, _, pro, _, address in infos:
