@@ -8,10 +8,11 @@
  * is true and create_task() accepts it.
  *
  * First step: the checks asyncio makes (SSL socket, non-blocking socket in
- * debug mode), then the syscall inline with MSG_DONTWAIT, as asyncio tries
- * sock.recv() first.  Only when it would block does the request get a
- * Future and an op in the reactor (RECV, SEND, RECVMSG, SENDMSG), and
- * yield that Future.  The op's completion resolves the Future from C.
+ * debug mode).  Sends then try the syscall inline (MSG_DONTWAIT) and only
+ * what would block gets a Future and an op (SEND, SENDMSG); receives arm
+ * their op (RECV, RECVMSG) directly -- measured cheaper than asyncio's
+ * inline first attempt, which RINGLOOP_SOCK_RECV_INLINE=1 restores.  The
+ * request then yields the Future; the op's completion resolves it from C.
  *
  * Native path: the socket is exactly socket.socket or _socket.socket, and
  * its arguments have the plain forms (int sizes, writable/readable
@@ -2014,8 +2015,10 @@ rl_sock_loop_init(RlLoop *loop)
 {
     rl_loop_sock *ls = &loop->sock;
     memset(ls, 0, sizeof(*ls));
-    /* Measured in benchmarks/ (sock_* echo): see ARCHITECTURE.md. */
-    ls->recv_inline = 1;
+    /* Receives arm their op directly on both backends: cheaper in the
+     * sock_* echo benchmark (ARCHITECTURE.md "loop.sock_*").  1 restores
+     * asyncio's inline first attempt. */
+    ls->recv_inline = 0;
     const char *env = getenv("RINGLOOP_SOCK_RECV_INLINE");
     if (env != NULL && (env[0] == '0' || env[0] == '1') && env[1] == 0) {
         ls->recv_inline = env[0] == '1';

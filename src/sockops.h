@@ -69,7 +69,8 @@ typedef struct rl_loop_sock {
                         * pending (one ref each) */
     size_t nstash;     /* fds with a stash (fast skip when 0) */
     /* Receives try the syscall at once before arming an op (asyncio's
-     * order) or arm the op directly; see ARCHITECTURE.md "sock_*". */
+     * order, 1) or arm the op directly (0, the default); see
+     * ARCHITECTURE.md "loop.sock_*". */
     char recv_inline;
 } rl_loop_sock;
 
