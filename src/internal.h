@@ -268,6 +268,7 @@ struct RlLoop {
     PyObject *task_factory;
     char backend_fallback[200]; /* why auto did not get io_uring, or "" */
     char native_tasks; /* create_future/create_task: ringloop's types */
+    unsigned long fork_gen; /* rl_fork_generation when the loop was made */
     char has_thread; /* running: thread_id is valid */
     char closed;
     char stopping;
@@ -281,6 +282,9 @@ rl_state *rl_get_state_by_type(PyTypeObject *tp);
 
 /* loop.c */
 int rl_loop_init_type(PyObject *module, rl_state *st);
+/* Bumped in the child after every fork(): a loop made before the fork must
+ * not drive its ring/epoll set (shared with the parent) in the child. */
+extern volatile unsigned long rl_fork_generation;
 double rl_loop_time(void);
 int rl_loop_check_closed(RlLoop *loop);
 /* Schedule handle (stolen) on loop's ready queue. */
