@@ -1406,14 +1406,25 @@ rl_future_new(RlLoop *loop)
     return (PyObject *)fut;
 }
 
+/* Is o a ringloop.Future (or Task, or a subclass)?  Without raising: asks
+ * the type chain for our dealloc. */
+static int
+is_native_future(PyObject *o)
+{
+    for (PyTypeObject *tp = Py_TYPE(o); tp != NULL; tp = tp->tp_base) {
+        if (tp->tp_dealloc == (destructor)rl_future_dealloc) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int
 rl_future_is_done(PyObject *fut)
 {
-    rl_state *st = rl_get_state_by_type(Py_TYPE(fut));
-    if (st != NULL && rl_future_check(st, fut)) {
+    if (is_native_future(fut)) {
         return ((RlFuture *)fut)->fut_state != RL_FUT_PENDING;
     }
-    PyErr_Clear();
     PyObject *r = PyObject_CallMethod(fut, "done", NULL);
     if (r == NULL) {
         return -1;
@@ -1430,14 +1441,21 @@ set_unless_done(PyObject *fut, const char *meth, PyObject *value, int exc)
     if (done != 0) {
         return done < 0 ? -1 : 0;
     }
-    rl_state *st = rl_get_state_by_type(Py_TYPE(fut));
-    if (st != NULL && rl_future_check(st, fut)) {
+    if (is_native_future(fut)) {
+        rl_state *st = rl_get_state_by_type(Py_TYPE(fut));
+        if (st == NULL) {
+            return -1;
+        }
         return exc ? rl_fut_set_exception(st, (RlFuture *)fut, value)
                    : rl_fut_set_result(st, (RlFuture *)fut, value);
     }
-    PyErr_Clear();
-    /* "(O)", not "O": a tuple value would become the argument list. */
-    PyObject *r = PyObject_CallMethod(fut, meth, "(O)", value);
+    /* one argument even when value is a tuple */
+    PyObject *name = PyUnicode_FromString(meth);
+    if (name == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(fut, name, value);
+    Py_DECREF(name);
     if (r == NULL) {
         return -1;
     }

@@ -56,6 +56,12 @@ typedef struct rl_state {
     PyObject *asyncio_scheduled_tasks;  /* 3.11 _all_tasks, 3.12+ _scheduled_tasks */
     PyObject *asyncio_eager_tasks;      /* 3.12+ tasks._eager_tasks, else NULL */
     PyObject *iscoroutine_typecache;    /* a set of types known to be coros */
+    /* The WeakSet behind all_tasks(), driven from C (see task.c
+     * register_task); NULL when its layout is not the expected one. */
+    PyObject *ws_data;                  /* WeakSet.data (a set of weakrefs) */
+    PyObject *ws_pending;               /* WeakSet._pending_removals (list) */
+    PyObject *ws_iterating;             /* WeakSet._iterating (set) */
+    PyObject *ws_remove_cb;             /* C weakref callback */
 
     /* hooks installed by the Python package (ringloop/_hooks.py) */
     PyObject *hook_handle_repr;  /* (handle) -> str */
@@ -265,6 +271,7 @@ struct RlLoop {
     PyObject *task_factory;
     char backend_fallback[200]; /* why auto did not get io_uring, or "" */
     char native_tasks; /* create_future/create_task: ringloop's types */
+    unsigned long fork_gen; /* rl_fork_generation when the loop was made */
     char has_thread; /* running: thread_id is valid */
     char closed;
     char stopping;
@@ -278,6 +285,9 @@ rl_state *rl_get_state_by_type(PyTypeObject *tp);
 
 /* loop.c */
 int rl_loop_init_type(PyObject *module, rl_state *st);
+/* Bumped in the child after every fork(): a loop made before the fork must
+ * not drive its ring/epoll set (shared with the parent) in the child. */
+extern volatile unsigned long rl_fork_generation;
 double rl_loop_time(void);
 int rl_loop_check_closed(RlLoop *loop);
 /* Schedule handle (stolen) on loop's ready queue. */
@@ -327,6 +337,7 @@ int rl_call_soon_on(rl_state *st, PyObject *loop, RlLoop *rloop,
 
 /* task.c */
 int rl_task_init_types(PyObject *module, rl_state *st);
+int rl_task_init_registry(PyObject *module, rl_state *st);
 /* A new native Task for coro on a ringloop loop (create_task's fast path);
  * name/context may be NULL. */
 PyObject *rl_task_new(rl_state *st, RlLoop *loop, PyObject *coro,

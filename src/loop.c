@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,28 @@
  * _MIN_CANCELLED_TIMER_HANDLES_FRACTION and MAXIMUM_SELECT_TIMEOUT. */
 #define RL_MIN_SCHEDULED_TIMERS 100
 #define RL_MAX_WAIT_SECONDS (24.0 * 3600.0)
+
+volatile unsigned long rl_fork_generation;
+
+static void
+after_fork_child(void)
+{
+    rl_fork_generation++; /* async-signal-safe: a plain store */
+}
+
+static int
+check_not_forked(RlLoop *loop)
+{
+    if (RL_UNLIKELY(loop->fork_gen != rl_fork_generation)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this event loop was created before os.fork(): it "
+                        "cannot run in the child process (its io_uring ring "
+                        "or epoll set is shared with the parent); close it "
+                        "and create a new one");
+        return -1;
+    }
+    return 0;
+}
 
 double
 rl_loop_time(void)
@@ -505,7 +528,7 @@ run_once(RlLoop *self)
 static PyObject *
 Loop__run_once(RlLoop *self, PyObject *Py_UNUSED(ignored))
 {
-    if (rl_loop_check_closed(self) < 0) {
+    if (rl_loop_check_closed(self) < 0 || check_not_forked(self) < 0) {
         return NULL;
     }
     if (run_once(self) < 0) {
@@ -518,7 +541,7 @@ Loop__run_once(RlLoop *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Loop__run_until_stopped(RlLoop *self, PyObject *Py_UNUSED(ignored))
 {
-    if (rl_loop_check_closed(self) < 0) {
+    if (rl_loop_check_closed(self) < 0 || check_not_forked(self) < 0) {
         return NULL;
     }
     Py_INCREF(self);
@@ -1105,6 +1128,7 @@ Loop_init(RlLoop *self, PyObject *args, PyObject *kwds)
     self->reactor = r;
     self->closed = 0;
     self->native_tasks = (char)native_tasks;
+    self->fork_gen = rl_fork_generation;
     rl_timerheap_init(&self->timers);
     struct timespec res;
     self->clock_resolution =
@@ -1479,6 +1503,14 @@ join_method_tables(void)
 int
 rl_loop_init_type(PyObject *module, rl_state *st)
 {
+    static int atfork_registered;
+    if (!atfork_registered) {
+        if (pthread_atfork(NULL, NULL, after_fork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+            return -1;
+        }
+        atfork_registered = 1;
+    }
     if (join_method_tables() < 0) {
         return -1;
     }

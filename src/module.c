@@ -55,6 +55,10 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->asyncio_scheduled_tasks);
     Py_VISIT(st->asyncio_eager_tasks);
     Py_VISIT(st->iscoroutine_typecache);
+    Py_VISIT(st->ws_remove_cb);
+    Py_VISIT(st->ws_iterating);
+    Py_VISIT(st->ws_pending);
+    Py_VISIT(st->ws_data);
     Py_VISIT(st->str_add);
     Py_VISIT(st->str_discard);
     Py_VISIT(st->str_cancel);
@@ -119,6 +123,10 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->asyncio_scheduled_tasks);
     Py_CLEAR(st->asyncio_eager_tasks);
     Py_CLEAR(st->iscoroutine_typecache);
+    Py_CLEAR(st->ws_remove_cb);
+    Py_CLEAR(st->ws_iterating);
+    Py_CLEAR(st->ws_pending);
+    Py_CLEAR(st->ws_data);
     Py_CLEAR(st->str_add);
     Py_CLEAR(st->str_discard);
     Py_CLEAR(st->str_cancel);
@@ -286,6 +294,9 @@ module_exec(PyObject *mod)
         return -1;
     }
     if (rl_task_init_types(mod, st) < 0) {
+        return -1;
+    }
+    if (rl_task_init_registry(mod, st) < 0) {
         return -1;
     }
     if (rl_net_module_init(mod, st) < 0) {

@@ -114,10 +114,87 @@ call_set_method(PyObject *set, PyObject *name, PyObject *arg)
     return 0;
 }
 
+/* all_tasks() reads a WeakSet (3.11 tasks._all_tasks, 3.12+
+ * tasks._scheduled_tasks).  WeakSet.add is a Python call and so is the
+ * removal callback it attaches to each weakref (WeakSet._remove, run when
+ * the task dies): together they cost more than the rest of a short task.
+ * We do what they do from C instead -- a weakref with a C callback into
+ * WeakSet.data, honouring _pending_removals/_iterating exactly as
+ * _weakrefset.py does -- and fall back to the method call if the WeakSet
+ * does not look as expected. */
+static PyObject *
+ws_remove(PyObject *module, PyObject *wr)
+{
+    rl_state *st = PyModule_GetState(module);
+    if (st->ws_data == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (PySet_GET_SIZE(st->ws_iterating) > 0) {
+        if (PyList_Append(st->ws_pending, wr) < 0) {
+            return NULL;
+        }
+    }
+    else if (PySet_Discard(st->ws_data, wr) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ws_remove_def = {"_task_registry_remove",
+                                    (PyCFunction)ws_remove, METH_O, NULL};
+
+int
+rl_task_init_registry(PyObject *module, rl_state *st)
+{
+    PyObject *ws = st->asyncio_scheduled_tasks;
+    PyObject *data = PyObject_GetAttrString(ws, "data");
+    PyObject *pending = PyObject_GetAttrString(ws, "_pending_removals");
+    PyObject *iterating = PyObject_GetAttrString(ws, "_iterating");
+    PyErr_Clear();
+    if (data != NULL && PySet_CheckExact(data) && pending != NULL &&
+        PyList_CheckExact(pending) && iterating != NULL &&
+        PySet_CheckExact(iterating)) {
+        st->ws_remove_cb = PyCFunction_New(&ws_remove_def, module);
+        if (st->ws_remove_cb == NULL) {
+            Py_DECREF(data);
+            Py_DECREF(pending);
+            Py_DECREF(iterating);
+            return -1;
+        }
+        st->ws_data = data;
+        st->ws_pending = pending;
+        st->ws_iterating = iterating;
+        return 0;
+    }
+    Py_XDECREF(data);
+    Py_XDECREF(pending);
+    Py_XDECREF(iterating);
+    return 0;
+}
+
 static int
 register_task(rl_state *st, PyObject *task)
 {
-    return call_set_method(st->asyncio_scheduled_tasks, st->str_add, task);
+    if (st->ws_data == NULL) {
+        return call_set_method(st->asyncio_scheduled_tasks, st->str_add,
+                               task);
+    }
+    if (PyList_GET_SIZE(st->ws_pending) > 0) {
+        /* WeakSet.add commits pending removals first */
+        PyObject *r = PyObject_CallMethod(st->asyncio_scheduled_tasks,
+                                          "_commit_removals", NULL);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    PyObject *wr = PyWeakref_NewRef(task, st->ws_remove_cb);
+    if (wr == NULL) {
+        return -1;
+    }
+    int rc = PySet_Add(st->ws_data, wr);
+    Py_DECREF(wr);
+    return rc;
 }
 
 static int
@@ -127,7 +204,7 @@ register_eager_task(rl_state *st, PyObject *task)
         /* 3.11 has no eager set: all_tasks() only reads _all_tasks. */
         return register_task(st, task);
     }
-    return call_set_method(st->asyncio_eager_tasks, st->str_add, task);
+    return PySet_Add(st->asyncio_eager_tasks, task);
 }
 
 static int
@@ -136,7 +213,7 @@ unregister_eager_task(rl_state *st, PyObject *task)
     if (st->asyncio_eager_tasks == NULL) {
         return 0;
     }
-    return call_set_method(st->asyncio_eager_tasks, st->str_discard, task);
+    return PySet_Discard(st->asyncio_eager_tasks, task) < 0 ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -463,3 +463,40 @@ def test_keyboard_interrupt_in_task_propagates(loop):
 def test_repr(loop):
     r = repr(loop)
     assert "running=False" in r and "closed=False" in r
+
+
+@pytest.mark.ringloop_only
+def test_loop_refuses_to_run_in_forked_child():
+    import os
+
+    lp = new_loop()
+    try:
+        lp.run_until_complete(asyncio.sleep(0))
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                try:
+                    lp.run_until_complete(asyncio.sleep(0))
+                except RuntimeError as e:
+                    if "os.fork()" in str(e):
+                        code = 0
+                lp.close()  # closing the inherited loop must be safe
+                # a new loop works in the child
+                lp2 = new_loop()
+                if lp2.run_until_complete(asyncio.sleep(0, "ok")) != "ok":
+                    code = 2
+                lp2.close()
+            finally:
+                os.write(w, bytes([code]))
+                os._exit(0)
+        os.close(w)
+        res = os.read(r, 1)
+        os.close(r)
+        os.waitpid(pid, 0)
+        assert res == b"\x00"
+        # the parent's loop is intact
+        assert lp.run_until_complete(asyncio.sleep(0.01, "parent")) == "parent"
+    finally:
+        lp.close()

@@ -722,3 +722,37 @@ def test_refcounts_of_results(loop):
     del f, t
     gc.collect()
     assert sys.getrefcount(res) == rc
+
+
+def test_registry_consistent_while_iterated(loop):
+    """Tasks that die while asyncio's WeakSet is being iterated are removed
+    later, as WeakSet itself does (ringloop drives it from C)."""
+    ws = getattr(asyncio.tasks, "_scheduled_tasks", None)
+    if ws is None:
+        ws = asyncio.tasks._all_tasks  # 3.11
+
+    async def noop():
+        pass
+
+    async def main():
+        ts = [loop.create_task(noop()) for _ in range(50)]
+        await asyncio.sleep(0)
+        n = 0
+        pending_inside = 0
+        for t in ws:  # an _IterationGuard is active in here
+            n += 1
+            if n == 1:
+                ts.clear()
+                gc.collect()  # the 50 finished tasks die now
+                pending_inside = len(ws._pending_removals)
+        assert pending_inside >= 49  # deferred, not removed under the iterator
+        assert not ws._pending_removals  # committed when the guard exited
+        assert all(r() is not None for r in ws.data)
+        t2 = loop.create_task(noop())
+        assert asyncio.current_task() in asyncio.all_tasks()
+        await t2
+        assert all(t is not None for t in ws)
+        return len(ws)
+
+    size = run(loop, main())
+    assert size < 10
