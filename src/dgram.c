@@ -341,7 +341,7 @@ read_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
         PyObject *args[2] = {NULL, NULL};
         args[0] = PyBytes_FromStringAndSize(tr->rbuf, res);
         if (args[0] != NULL) {
-            args[1] = rl_sockaddr_to_py((struct sockaddr *)&tr->rss,
+            args[1] = rl_sockaddr_build((struct sockaddr *)&tr->rss,
                                         tr->rmsg.msg_namelen);
         }
         if (args[1] != NULL) {
@@ -864,8 +864,8 @@ Dgram_sendto(RlDgram *tr, PyObject *const *args, Py_ssize_t nargs,
         return PyErr_NoMemory();
     }
     if (!tr->connected && addr != Py_None) {
-        p->native = (uint8_t)rl_sockaddr_from_py(tr->family, addr, &p->ss,
-                                                 &p->sslen);
+        p->native = (uint8_t)rl_sockaddr_parse(tr->family, addr, &p->ss,
+                                               &p->sslen);
     }
     if (tr->qhead == NULL) {
         /* Attempt to send it right away first. */

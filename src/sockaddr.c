@@ -1,8 +1,8 @@
 /* sockaddr.c -- socket addresses between C and Python, as CPython's
  * socketmodule.c shapes them, for AF_INET, AF_INET6 and AF_UNIX.
  *
- * Receiving: rl_sockaddr_to_py gives exactly what socket.recvfrom() would
- * (makesockaddr).  Sending: rl_sockaddr_from_py accepts only the plain,
+ * Receiving: rl_sockaddr_build gives exactly what socket.recvfrom() would
+ * (makesockaddr).  Sending: rl_sockaddr_parse accepts only the plain,
  * unambiguous forms (numeric hosts, int ports in range, str/bytes Unix
  * paths); for anything else it answers 0 and the caller hands the address
  * to the socket's own method, so name resolution, idna, the odd types and
@@ -15,13 +15,13 @@
 #include <sys/un.h>
 
 int
-rl_sockaddr_family_native(int family)
+rl_sockaddr_native_family(int family)
 {
     return family == AF_INET || family == AF_INET6 || family == AF_UNIX;
 }
 
 PyObject *
-rl_sockaddr_to_py(const struct sockaddr *sa, socklen_t len)
+rl_sockaddr_build(const struct sockaddr *sa, socklen_t len)
 {
     char buf[INET6_ADDRSTRLEN];
     if (len == 0) {
@@ -63,7 +63,7 @@ rl_sockaddr_to_py(const struct sockaddr *sa, socklen_t len)
             a->sun_path, (Py_ssize_t)strnlen(a->sun_path, plen));
     }
     default:
-        /* Not reached: callers check rl_sockaddr_family_native first.
+        /* Not reached: callers check rl_sockaddr_native_family first.
          * CPython's fallback shape, for safety. */
         return Py_BuildValue("iy#", sa->sa_family, sa->sa_data,
                              (Py_ssize_t)sizeof(sa->sa_data));
@@ -212,8 +212,8 @@ parse_unix(PyObject *addr, struct sockaddr_storage *ss, socklen_t *len)
 }
 
 int
-rl_sockaddr_from_py(int family, PyObject *addr, struct sockaddr_storage *ss,
-                    socklen_t *len)
+rl_sockaddr_parse(int family, PyObject *addr, struct sockaddr_storage *ss,
+                  socklen_t *len)
 {
     switch (family) {
     case AF_INET:

@@ -346,7 +346,7 @@ stash_serve(RlSockReq *req, rl_sockfd *f, PyObject **result)
             getpeername(req->fd, (struct sockaddr *)&ss, &sl) != 0) {
             sl = 0;
         }
-        addr = rl_sockaddr_to_py((struct sockaddr *)&ss, sl);
+        addr = rl_sockaddr_build((struct sockaddr *)&ss, sl);
         if (addr == NULL) {
             goto error;
         }
@@ -596,7 +596,7 @@ recv_result(RlSockReq *req, Py_ssize_t res, socklen_t namelen)
         if (shrink_bytes(&req->buf, res) < 0) {
             return NULL;
         }
-        addr = rl_sockaddr_to_py((struct sockaddr *)&req->ss, namelen);
+        addr = rl_sockaddr_build((struct sockaddr *)&req->ss, namelen);
         if (addr == NULL) {
             return NULL;
         }
@@ -604,7 +604,7 @@ recv_result(RlSockReq *req, Py_ssize_t res, socklen_t namelen)
         Py_DECREF(addr);
         return r;
     case K_RECVFROM_INTO:
-        addr = rl_sockaddr_to_py((struct sockaddr *)&req->ss, namelen);
+        addr = rl_sockaddr_build((struct sockaddr *)&req->ss, namelen);
         if (addr == NULL) {
             return NULL;
         }
@@ -1155,7 +1155,7 @@ prepare(RlSockReq *req)
             return -1;
         }
         req->family = (int)v;
-        if (!rl_sockaddr_family_native(req->family)) {
+        if (!rl_sockaddr_native_family(req->family)) {
             req->native = 0;
             return 0;
         }
@@ -1243,8 +1243,7 @@ prepare(RlSockReq *req)
         if (req->kind == K_SENDTO) {
             socklen_t sl = 0;
             memset(&req->msg, 0, sizeof(req->msg));
-            if (!rl_sockaddr_from_py(req->family, req->arg2, &req->ss,
-                                     &sl)) {
+            if (!rl_sockaddr_parse(req->family, req->arg2, &req->ss, &sl)) {
                 release_view(req);
                 req->native = 0;
                 return 0;

@@ -110,14 +110,14 @@ PyObject *rl_dgram_new(struct RlLoop *loop, PyObject *const *args,
  * makesockaddr/getsockaddrarg) for the families handled natively:
  * AF_INET, AF_INET6, AF_UNIX. */
 /* The Python form of a received address (None when len is 0). */
-PyObject *rl_sockaddr_to_py(const struct sockaddr *sa, socklen_t len);
+PyObject *rl_sockaddr_build(const struct sockaddr *sa, socklen_t len);
 /* Parse the simple, unambiguous forms of a Python address for family:
  * 1 parsed into *ss / *len; 0 anything else (hostnames, odd types, out of
  * range: the caller then lets socket.socket's own method decide, so the
  * exact errors and name resolution stay CPython's).  Never raises. */
-int rl_sockaddr_from_py(int family, PyObject *addr,
-                        struct sockaddr_storage *ss, socklen_t *len);
+int rl_sockaddr_parse(int family, PyObject *addr,
+                      struct sockaddr_storage *ss, socklen_t *len);
 /* 1 for the families above. */
-int rl_sockaddr_family_native(int family);
+int rl_sockaddr_native_family(int family);
 
 #endif /* RL_SOCKOPS_H */
