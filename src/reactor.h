@@ -166,6 +166,15 @@ typedef struct rl_reactor_ops {
     void (*wakeup)(rl_reactor *r);
     /* Number of ops ARMED or CANCELLING (debug counters, leak checks). */
     size_t (*inflight)(rl_reactor *r);
+    /* Hand every op submitted (or cancelled) so far to the kernel now,
+     * without waiting.  Afterwards the fd of an op that was cancelled may be
+     * closed (and its number reused) at once: the kernel resolved the fd to
+     * its file when it took the request, and the op completes -ECANCELED
+     * (or with what it did before the cancel) without touching the fd
+     * again.  Without it, a request still queued (io_uring: in the SQ)
+     * would be issued on whatever file the number names by the next wait.
+     * 0 or -errno.  epoll: nothing to do (its syscalls run in dispatch). */
+    int (*flush)(rl_reactor *r);
 } rl_reactor_ops;
 
 /* Every backend's rl_reactor struct begins with this header. */
@@ -206,6 +215,12 @@ static inline void
 rl_reactor_wakeup(rl_reactor *r)
 {
     r->ops->wakeup(r);
+}
+
+static inline int
+rl_reactor_flush(rl_reactor *r)
+{
+    return r->ops->flush(r);
 }
 
 static inline void

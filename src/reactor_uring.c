@@ -1167,6 +1167,20 @@ uring_inflight(rl_reactor *r)
     return ((rl_uring *)r)->inflight;
 }
 
+/* Submit what the SQ holds (no wait): the kernel takes its own reference
+ * to each request's file at submission (no fixed files here), so the
+ * issuer may close an fd whose ops it has cancelled. */
+static int
+uring_flush(rl_reactor *r)
+{
+    rl_uring *u = (rl_uring *)r;
+    if (io_uring_sq_ready(&u->ring) == 0) {
+        return 0;
+    }
+    int rc = io_uring_submit(&u->ring);
+    return rc < 0 && !transient(rc) ? rc : 0;
+}
+
 const rl_reactor_ops rl_uring_ops = {
     .name = "io_uring",
     .create = uring_create,
@@ -1177,4 +1191,5 @@ const rl_reactor_ops rl_uring_ops = {
     .dispatch = uring_dispatch,
     .wakeup = uring_wakeup,
     .inflight = uring_inflight,
+    .flush = uring_flush,
 };
