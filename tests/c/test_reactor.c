@@ -759,6 +759,44 @@ test_flush_then_close(void)
     rl_reactor_destroy(r);
 }
 
+/* flush(): a listening socket whose multishot accept was cancelled and
+ * flushed, then closed, refuses connections at once (the cancelled request
+ * does not keep it open). */
+static void
+test_flush_listener_close(void)
+{
+    rl_reactor *r = mk();
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(ls >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof(a);
+    CHECK(bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0);
+    CHECK(listen(ls, 16) == 0);
+    CHECK(getsockname(ls, (struct sockaddr *)&a, &al) == 0);
+    top t;
+    top_init(&t, r, RL_OP_ACCEPT, ls);
+    t.op.flags = RL_OPF_MULTISHOT;
+    CHECK(rl_reactor_submit(r, &t.op) == 0);
+    rl_reactor_wait(r, 10 * 1000000LL); /* armed in the kernel */
+    rl_reactor_dispatch(r);
+    CHECK(rl_reactor_cancel(r, &t.op) == 0);
+    CHECK(rl_reactor_flush(r) == 0);
+    close(ls);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(c >= 0);
+    int rc = connect(c, (struct sockaddr *)&a, sizeof(a));
+    int e = errno;
+    close(c);
+    CHECK(rc < 0 && e == ECONNREFUSED);
+    SPIN_UNTIL(r, t.final == 1, 2.0);
+    CHECK(t.final == 1);
+    CHECK(OPS->inflight(r) == 0);
+    rl_reactor_destroy(r);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -803,6 +841,7 @@ main(int argc, char **argv)
     test_destroy_inflight();
     test_fd_reuse();
     test_flush_then_close();
+    test_flush_listener_close();
     if (failures) {
         fprintf(stderr, "%s: %d failure(s)\n", argv[1], failures);
         return 1;
