@@ -38,7 +38,9 @@ set_unless_done(PyObject *fut, const char *meth, PyObject *value)
     if (done != 0) {
         return done < 0 ? -1 : 0;
     }
-    PyObject *r = PyObject_CallMethod(fut, meth, "O", value);
+    /* "(O)": with "O", a tuple value would be taken as the argument
+     * tuple (Py_BuildValue's rule) and set_result((a, b)) would fail. */
+    PyObject *r = PyObject_CallMethod(fut, meth, "(O)", value);
     if (r == NULL) {
         return -1;
     }
