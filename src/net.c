@@ -302,29 +302,24 @@ rl_sockaddr_from_py(int family, PyObject *address,
 {
     memset(ss, 0, sizeof(*ss));
     if (family == AF_UNIX) {
+        /* As the socket module: str is encoded with the file system
+         * encoding (an abstract name has NULs: no FSConverter), a
+         * bytes-like object is taken as is, a path-like is fspath()ed. */
         PyObject *path = NULL;
-        if (PyUnicode_Check(address)) {
-            if (!PyUnicode_FSConverter(address, &path)) {
-                return -1;
-            }
-        }
-        else if (PyBytes_Check(address) || PyByteArray_Check(address)) {
-            path = PyBytes_FromObject(address);
-            if (path == NULL) {
-                return -1;
-            }
-        }
-        else {
-            PyObject *p = PyOS_FSPath(address);
+        PyObject *p = Py_NewRef(address);
+        if (!PyUnicode_Check(p) && !PyBytes_Check(p) &&
+            !PyByteArray_Check(p)) {
+            Py_SETREF(p, PyOS_FSPath(p));
             if (p == NULL) {
                 PyErr_Clear();
-                return 0; /* let the socket module complain */
+                return 0; /* let the Python path complain */
             }
-            int rc = PyUnicode_FSConverter(p, &path);
-            Py_DECREF(p);
-            if (!rc) {
-                return -1;
-            }
+        }
+        path = PyUnicode_Check(p) ? PyUnicode_EncodeFSDefault(p)
+                                  : PyBytes_FromObject(p);
+        Py_DECREF(p);
+        if (path == NULL) {
+            return -1;
         }
         struct sockaddr_un *un = (struct sockaddr_un *)ss;
         Py_ssize_t n = PyBytes_GET_SIZE(path);

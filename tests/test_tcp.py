@@ -1377,3 +1377,127 @@ def test_1000_connections_echo_1mib_random_chunks(loop):
         gc.collect()
         loop.run_until_complete(settle(loop, 10))
         assert loop._net_counters()["ops_held"] == 0
+
+
+# ---------------------------------------------------------------------------
+# out of file descriptors
+
+_EMFILE_SERVER = r"""
+import asyncio, os, resource, sys, time
+sys.path.insert(0, os.environ["TESTS_DIR"])
+from conftest import new_loop
+loop = new_loop()
+def handler(loop, ctx):
+    exc = ctx.get("exception")
+    print("HANDLER", ctx["message"], type(exc).__name__, getattr(exc, "errno", None), flush=True)
+loop.set_exception_handler(handler)
+class Echo(asyncio.Protocol):
+    def connection_made(self, tr): self.tr = tr
+    def data_received(self, data): self.tr.write(data)
+async def main():
+    await loop.getaddrinfo("127.0.0.1", 0)  # start the resolver's thread
+    # The limit is set before the server starts: io_uring's accept takes
+    # RLIMIT_NOFILE when the op is prepared.
+    nfds = len(os.listdir("/proc/self/fd"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nfds + 9, hard))
+    srv = await loop.create_server(Echo, "127.0.0.1", 0, backlog=100)
+    print("PORT", srv.sockets[0].getsockname()[1], flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # until the test is done
+    srv.close()
+loop.run_until_complete(main())
+print("CPU", time.process_time(), flush=True)
+"""
+
+
+@pytest.mark.timeout_s(120)
+def test_accept_emfile_pauses_then_serves(python_exe, tmp_path):
+    """Out of fds, the server logs "socket.accept() out of system resource",
+    pauses accepting (no busy loop: low CPU while stuck) and serves the
+    waiting connections once fds are free again."""
+    import subprocess
+    import threading
+    import time
+
+    script = tmp_path / "emfile_server.py"
+    script.write_text(_EMFILE_SERVER)
+    env = dict(os.environ, TESTS_DIR=os.path.dirname(__file__))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.join(os.path.dirname(os.path.dirname(__file__)), "python"), env.get("PYTHONPATH", "")]
+    )
+    proc = subprocess.Popen(
+        [python_exe, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True, env=env,
+    )
+    lines = []
+    got_line = threading.Condition()
+
+    def reader():
+        for line in proc.stdout:
+            with got_line:
+                lines.append(line.strip())
+                got_line.notify_all()
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+
+    def wait_line(prefix, timeout=20):
+        end = time.monotonic() + timeout
+        with got_line:
+            while True:
+                for ln in lines:
+                    if ln.startswith(prefix):
+                        return ln
+                left = end - time.monotonic()
+                if left <= 0 or proc.poll() is not None:
+                    raise AssertionError(f"no {prefix!r} line; got {lines}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}")
+                got_line.wait(left)
+
+    clients = []
+    try:
+        port = int(wait_line("PORT").split()[1])
+        for i in range(24):
+            c = socket.create_connection(("127.0.0.1", port))
+            c.setblocking(False)
+            c.sendall(struct.pack("!I", i))
+            clients.append(c)
+        wait_line("HANDLER socket.accept() out of system resource")
+        assert any(" 24" in ln for ln in lines if ln.startswith("HANDLER")), lines  # EMFILE
+        # Stuck: the server must sleep, not spin, while it cannot accept.
+        def cpu():
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        t0 = cpu()
+        time.sleep(1.5)
+        used = cpu() - t0
+        assert used < 0.5, f"server used {used:.2f}s CPU in 1.5s while out of fds"
+        # Free fds by closing the served clients: the others get served.
+        served = set()
+        end = time.monotonic() + 40
+        while len(served) < len(clients) and time.monotonic() < end:
+            for i, c in enumerate(clients):
+                if i in served:
+                    continue
+                try:
+                    data = c.recv(4)
+                except BlockingIOError:
+                    continue
+                assert data == struct.pack("!I", i)
+                served.add(i)
+                c.close()
+            time.sleep(0.05)
+        assert len(served) == len(clients), (sorted(served), lines)
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        wait_line("CPU")
+    finally:
+        for c in clients:
+            c.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            f.close()
