@@ -359,3 +359,165 @@ def call_soon_threadsafe_pingpong(loop, n):
     secs = _run_with_thread(loop, produce)
     check(state[0] == n, f"{state[0]} round trips, expected {n}")
     return n, secs
+
+
+# ---------------------------------------------------------------------------
+# tasks and futures (issue 4).  Each case drives one coroutine with
+# run_until_complete and times it; the loop's create_task/create_future
+# decide whose Task/Future types are measured (ringloop's native ones, or
+# asyncio's for the *-stocktasks loops and for asyncio/uvloop).
+
+
+def _run_main(loop, coro):
+    t0 = perf_counter()
+    result = loop.run_until_complete(coro)
+    return result, perf_counter() - t0
+
+
+@case("task_create_await", unit="tasks", size=200_000, quick=50_000)
+def task_create_await(loop, n):
+    """Create a task for a trivial coroutine and await it, n times in a row:
+    create_task, one step, completion, and the awaiting task's wake-up.
+    Checks every result and that each task is done."""
+    import asyncio
+
+    async def trivial(i):
+        return i
+
+    async def main():
+        create = loop.create_task
+        total = 0
+        for i in range(n):
+            t = create(trivial(i))
+            r = await t
+            check(r == i and t.done(), f"task {i} returned {r}")
+            total += r
+        return total
+
+    total, secs = _run_main(loop, main())
+    check(total == n * (n - 1) // 2, f"sum of results {total}")
+    return n, secs
+
+
+@case("gather", unit="coroutines", size=200_000, quick=50_000)
+def gather(loop, n):
+    """asyncio.gather() of 100 coroutines that each yield once, repeated
+    n / 100 times (gather wraps each in a task of the loop).  Checks every
+    result list."""
+    import asyncio
+
+    async def child(i):
+        await asyncio.sleep(0)
+        return i
+
+    async def main():
+        expect = list(range(100))
+        for _ in range(n // 100):
+            res = await asyncio.gather(*[child(i) for i in range(100)])
+            check(res == expect, "gather returned wrong results")
+        return n // 100 * 100
+
+    done, secs = _run_main(loop, main())
+    return done, secs
+
+
+@case("sleep0_switches", unit="switches", size=400_000, quick=100_000)
+def sleep0_switches(loop, n):
+    """Ten tasks each `await asyncio.sleep(0)` n / 10 times: a task switch
+    through the loop per sleep.  Checks the interleaving is fair (round
+    robin) and the count."""
+    import asyncio
+
+    per = n // 10
+    log = []
+
+    async def worker(w):
+        for _ in range(per):
+            log.append(w)
+            await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.gather(*[worker(w) for w in range(10)])
+
+    _, secs = _run_main(loop, main())
+    check(len(log) == per * 10, f"{len(log)} switches, expected {per * 10}")
+    check(log[:20] == list(range(10)) * 2, f"not round robin: {log[:20]}")
+    return per * 10, secs
+
+
+@case("future_roundtrip", unit="round trips", size=200_000, quick=50_000)
+def future_roundtrip(loop, n):
+    """Two tasks ping-pong: each round trip, one sets a future's result and
+    awaits a fresh future that the other sets (create_future, set_result,
+    two wake-ups).  Checks every value comes back."""
+    import asyncio
+
+    box = {}
+
+    async def echo():
+        for i in range(n):
+            v = await box["ping"]
+            check(v == i, f"echo got {v}, expected {i}")
+            box["ping"] = loop.create_future()
+            box["pong"].set_result(v)
+
+    async def main():
+        box["ping"] = loop.create_future()
+        t = loop.create_task(echo())
+        for i in range(n):
+            box["pong"] = loop.create_future()
+            box["ping"].set_result(i)
+            v = await box["pong"]
+            check(v == i, f"round trip {i} returned {v}")
+        await t
+        return n
+
+    done, secs = _run_main(loop, main())
+    return done, secs
+
+
+@case("taskgroup", unit="tasks", size=200_000, quick=50_000)
+def taskgroup(loop, n):
+    """asyncio.TaskGroup with 100 children that each yield once, repeated
+    n / 100 times.  Checks every child's result."""
+    import asyncio
+
+    async def child(i):
+        await asyncio.sleep(0)
+        return i
+
+    async def main():
+        for _ in range(n // 100):
+            async with asyncio.TaskGroup() as tg:
+                ts = [tg.create_task(child(i)) for i in range(100)]
+            check([t.result() for t in ts] == list(range(100)), "taskgroup results")
+        return n // 100 * 100
+
+    done, secs = _run_main(loop, main())
+    return done, secs
+
+
+@case("queue", unit="items", size=200_000, quick=50_000)
+def queue(loop, n):
+    """asyncio.Queue(maxsize=16): a producer task puts n items, a consumer
+    task gets them; the bounded queue makes them block and wake each other.
+    Checks FIFO order."""
+    import asyncio
+
+    async def main():
+        q = asyncio.Queue(maxsize=16)
+
+        async def producer():
+            for i in range(n):
+                await q.put(i)
+
+        async def consumer():
+            for i in range(n):
+                v = await q.get()
+                check(v == i, f"got {v}, expected {i}")
+
+        await asyncio.gather(producer(), consumer())
+        return n
+
+    done, secs = _run_main(loop, main())
+    return done, secs

@@ -78,6 +78,11 @@ LOOPS = {
         LoopSpec("ringloop-epoll", "ringloop", _ringloop(backend="epoll"),
                  expect={"backend": "epoll"},
                  doc="ringloop.new_event_loop(backend='epoll')"),
+        LoopSpec("ringloop-io_uring-stocktasks", "ringloop",
+                 _ringloop(backend="io_uring", native_tasks=False),
+                 expect={"backend": "io_uring", "native_tasks": False},
+                 doc="ringloop io_uring with asyncio's own Future/Task "
+                     "(native_tasks=False)"),
     )
 }
 

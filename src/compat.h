@@ -82,4 +82,19 @@ rl_module_add(PyObject *mod, const char *name, PyObject *value)
 #define rl_module_add(m, n, v) PyModule_Add(m, n, v)
 #endif
 
+/* raise StopIteration(value) -- what a "return value" from an iterator
+ * is (the private _PyGen_SetStopIterationValue is gone from 3.13's public
+ * headers).  Wrapping in an instance keeps tuples and exceptions intact. */
+static inline int
+rl_set_stop_iteration(PyObject *value)
+{
+    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (e == NULL) {
+        return -1;
+    }
+    PyErr_SetObject(PyExc_StopIteration, e);
+    Py_DECREF(e);
+    return 0;
+}
+
 #endif /* RL_COMPAT_H */

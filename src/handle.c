@@ -229,17 +229,7 @@ rl_handle_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
     if (!h->cancelled) {
         if (RL_UNLIKELY(loop->debug)) {
             Py_XSETREF(loop->current_handle, Py_NewRef(a));
-            double t0 = rl_loop_time();
             rc = handle_run(h);
-            double dt = rl_loop_time() - t0;
-            if (rc == 0 && dt >= loop->slow_callback_duration) {
-                PyObject *r = PyObject_CallFunction(
-                    loop->st->hook_slow_cb, "OOd", loop, a, dt);
-                if (r == NULL) {
-                    rc = -1;
-                }
-                Py_XDECREF(r);
-            }
             Py_CLEAR(loop->current_handle);
         }
         else {
@@ -476,6 +466,24 @@ Handle__run(RlHandle *h, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* isinstance(h, asyncio.Handle / asyncio.TimerHandle) holds, as the docs
+ * promise for what call_soon/call_later return; type(h) stays native. */
+static PyObject *
+Handle_get_class(RlHandle *h, void *Py_UNUSED(c))
+{
+    rl_state *st = rl_get_state_by_type(Py_TYPE(h));
+    if (st == NULL) {
+        return NULL;
+    }
+    if (Py_IS_TYPE(h, st->TimerHandleType)) {
+        return Py_NewRef(st->asyncio_TimerHandle);
+    }
+    if (Py_IS_TYPE(h, st->HandleType)) {
+        return Py_NewRef(st->asyncio_Handle);
+    }
+    return Py_NewRef((PyObject *)Py_TYPE(h));
+}
+
 static PyObject *
 Handle_get_callback(RlHandle *h, void *Py_UNUSED(c))
 {
@@ -629,6 +637,7 @@ static PyMethodDef Handle_methods[] = {
 };
 
 static PyGetSetDef Handle_getset[] = {
+    {"__class__", (getter)Handle_get_class, NULL, NULL, NULL},
     {"_callback", (getter)Handle_get_callback, NULL, NULL, NULL},
     {"_args", (getter)Handle_get_args, NULL, NULL, NULL},
     {"_loop", (getter)Handle_get_loop, NULL, NULL, NULL},

@@ -22,16 +22,39 @@ typedef struct RlHandle RlHandle;
 /* ---------------------------------------------------------------------- */
 /* Module state: every type, cached import and interned string.  traverse
  * and clear in module.c mirror this struct line for line. */
+typedef struct RlFuture RlFuture;
+typedef struct RlTask RlTask;
+typedef struct RlFutureIter RlFutureIter;
+
 typedef struct rl_state {
     PyTypeObject *LoopType;
     PyTypeObject *HandleType;
     PyTypeObject *TimerHandleType;
+    PyTypeObject *FutureType;
+    PyTypeObject *TaskType;
+    PyTypeObject *FutureIterType;
+    PyTypeObject *TaskCallType;
 
     /* cached stdlib objects (borrowed from nothing: strong refs here) */
     PyObject *asyncio_Future;          /* asyncio.Future */
     PyObject *asyncio_extract_stack;   /* asyncio.format_helpers.extract_stack */
     PyObject *asyncio_iscoroutinefunction; /* asyncio.iscoroutinefunction */
     PyObject *asyncio_events_get_running_loop; /* events._get_running_loop */
+    PyObject *asyncio_Task;             /* asyncio.Task */
+    PyObject *asyncio_Handle;           /* asyncio.Handle */
+    PyObject *asyncio_TimerHandle;      /* asyncio.TimerHandle */
+    PyObject *asyncio_CancelledError;
+    PyObject *asyncio_InvalidStateError;
+    PyObject *asyncio_get_event_loop;   /* per version, see module.c */
+    PyObject *asyncio_future_repr;      /* base_futures._future_repr */
+    PyObject *asyncio_task_repr;        /* base_tasks._task_repr */
+    PyObject *asyncio_task_get_stack;   /* base_tasks._task_get_stack */
+    PyObject *asyncio_task_print_stack; /* base_tasks._task_print_stack */
+    PyObject *asyncio_iscoroutine;      /* coroutines.iscoroutine */
+    PyObject *asyncio_current_tasks;    /* tasks._current_tasks (a dict) */
+    PyObject *asyncio_scheduled_tasks;  /* 3.11 _all_tasks, 3.12+ _scheduled_tasks */
+    PyObject *asyncio_eager_tasks;      /* 3.12+ tasks._eager_tasks, else NULL */
+    PyObject *iscoroutine_typecache;    /* a set of types known to be coros */
 
     /* hooks installed by the Python package (ringloop/_hooks.py) */
     PyObject *hook_handle_repr;  /* (handle) -> str */
@@ -49,6 +72,22 @@ typedef struct rl_state {
     PyObject *str_set_result;
     PyObject *str_set_exception;
     PyObject *str_done;
+    PyObject *str_add;
+    PyObject *str_discard;
+    PyObject *str_cancel;
+    PyObject *str_throw;
+    PyObject *str_result;
+    PyObject *str_get_loop;
+    PyObject *str_loop_attr; /* "_loop" */
+    PyObject *str_add_done_callback;
+    PyObject *str_call_soon;
+    PyObject *str_asyncio_future_blocking;
+    PyObject *str_msg;
+    PyObject *str_get_debug;
+
+    uint64_t task_name_counter;
+    RlFutureIter *fi_freelist;
+    int fi_freelist_len;
 
     rl_net_state net; /* net.h */
 } rl_state;
@@ -129,6 +168,59 @@ struct RlHandle {
 };
 
 /* ---------------------------------------------------------------------- */
+/* Future and Task.  A callback entry with ctx == NULL is a native Task
+ * waiting on the future (fn is the task): its wake-up is a C record on the
+ * ready ring, no callable object and no Handle. */
+typedef struct {
+    PyObject *fn;
+    PyObject *ctx;
+} rl_fut_cb;
+
+enum { RL_FUT_PENDING = 0, RL_FUT_CANCELLED = 1, RL_FUT_FINISHED = 2 };
+
+#define RL_FUTURE_FIELDS                                                      \
+    PyObject_HEAD                                                             \
+    PyObject *fut_loop;                                                       \
+    RlLoop *fut_rloop; /* fut_loop when it is a ringloop loop, else NULL */   \
+    PyObject *fut_result;                                                     \
+    PyObject *fut_exception;                                                  \
+    PyObject *fut_exception_tb;                                               \
+    PyObject *fut_cancel_msg;                                                 \
+    PyObject *fut_cancelled_exc;                                              \
+    PyObject *fut_source_tb;                                                  \
+    PyObject *fut_dict;                                                       \
+    PyObject *fut_weakreflist;                                                \
+    rl_fut_cb fut_cb0;                                                        \
+    rl_fut_cb *fut_cbs; /* callbacks after the first */                       \
+    uint32_t fut_ncbs;                                                        \
+    uint32_t fut_cbcap;                                                       \
+    uint8_t fut_state;                                                        \
+    uint8_t fut_log_tb;                                                       \
+    uint8_t fut_blocking;                                                     \
+    uint8_t fut_is_task;
+
+struct RlFuture {
+    RL_FUTURE_FIELDS
+};
+
+struct RlTask {
+    RL_FUTURE_FIELDS
+    PyObject *task_coro;
+    PyObject *task_context;
+    PyObject *task_name; /* NULL: "Task-<task_name_id>", made on demand */
+    PyObject *task_fut_waiter;
+    uint64_t task_name_id;
+    int task_num_cancels_requested;
+    uint8_t task_must_cancel;
+    uint8_t task_log_destroy_pending;
+};
+
+struct RlFutureIter {
+    PyObject_HEAD
+    RlFuture *future;
+};
+
+/* ---------------------------------------------------------------------- */
 /* A reader or writer registered with add_reader/add_writer: one one-shot
  * POLL op re-armed after each readiness (level-triggered, as asyncio). */
 typedef struct rl_watch {
@@ -167,7 +259,9 @@ struct RlLoop {
     unsigned long thread_id;
     rl_loop_net net; /* net.h */
     atomic_int wake_pending;
+    PyObject *task_factory;
     char backend_fallback[200]; /* why auto did not get io_uring, or "" */
+    char native_tasks; /* create_future/create_task: ringloop's types */
     char has_thread; /* running: thread_id is valid */
     char closed;
     char stopping;
@@ -205,10 +299,37 @@ void rl_handle_freelist_clear(RlLoop *loop);
 /* Handle.cancel(): 0 or -1 (debug repr failed). */
 int rl_handle_cancel(RlHandle *h);
 
-/* future.c -- the futures the C code hands out (sock_*, transports' waiters).
- * Today asyncio.Future; native ringloop.Future with issue 4.  Use these, not
- * method calls, so the switch is one place. */
+/* future.c -- the futures the C code hands out (sock_*, transports'
+ * waiters): ringloop.Future, or asyncio.Future when the loop runs with
+ * native_tasks=False.  Use these, not method calls, so both work. */
 PyObject *rl_future_new(RlLoop *loop);
+int rl_future_init_types(PyObject *module, rl_state *st);
+static inline int
+rl_future_check(rl_state *st, PyObject *o)
+{
+    return Py_IS_TYPE(o, st->FutureType) || Py_IS_TYPE(o, st->TaskType) ||
+           PyObject_TypeCheck(o, st->FutureType);
+}
+/* Native future internals shared with task.c */
+int rl_fut_set_result(rl_state *st, RlFuture *fut, PyObject *res);
+int rl_fut_set_exception(rl_state *st, RlFuture *fut, PyObject *exc);
+int rl_fut_cancel(rl_state *st, RlFuture *fut, PyObject *msg);
+int rl_fut_add_callback(rl_state *st, RlFuture *fut, PyObject *fn,
+                        PyObject *ctx);
+PyObject *rl_fut_make_cancelled_error(rl_state *st, RlFuture *fut);
+int rl_fut_init(rl_state *st, RlFuture *fut, PyObject *loop);
+/* Schedule fn(arg) on fut's loop in ctx (NULL: a fresh copy). */
+int rl_call_soon_on(rl_state *st, PyObject *loop, RlLoop *rloop,
+                    PyObject *fn, PyObject *arg, PyObject *ctx);
+
+/* task.c */
+int rl_task_init_types(PyObject *module, rl_state *st);
+/* A new native Task for coro on a ringloop loop (create_task's fast path);
+ * name/context may be NULL. */
+PyObject *rl_task_new(rl_state *st, RlLoop *loop, PyObject *coro,
+                      PyObject *name, PyObject *context);
+/* Wake a native task waiting on fut (fut's callbacks saw ctx == NULL). */
+int rl_task_schedule_wakeup(rl_state *st, RlTask *task, PyObject *fut);
 /* 0 or -1.  Like asyncio's _set_result_unless_cancelled: a future that is
  * already done (cancelled by its awaiter) is left alone. */
 int rl_future_set_result_unless_done(PyObject *fut, PyObject *result);

@@ -390,6 +390,34 @@ clean_timers(RlLoop *self)
     }
 }
 
+/* Debug mode: time every callback (Handles, Task steps and wake-ups) and
+ * log the slow ones as asyncio does ("Executing <...> took 0.123 s"). */
+static int
+run_ready_debug(RlLoop *self, size_t ntodo)
+{
+    while (ntodo-- && self->ready.len) {
+        rl_callback c = rl_ready_pop(&self->ready);
+        PyObject *what = Py_NewRef(c.a); /* a Handle or a Task */
+        int skip = c.fn == rl_handle_ready_fn && ((RlHandle *)c.a)->cancelled;
+        double t0 = rl_loop_time();
+        int rc = c.fn(self, c.a, c.b);
+        double dt = rl_loop_time() - t0;
+        if (rc == 0 && !skip && dt >= self->slow_callback_duration) {
+            PyObject *r = PyObject_CallFunction(self->st->hook_slow_cb, "OOd",
+                                                self, what, dt);
+            if (r == NULL) {
+                rc = -1;
+            }
+            Py_XDECREF(r);
+        }
+        Py_DECREF(what);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 run_once(RlLoop *self)
 {
@@ -462,6 +490,9 @@ run_once(RlLoop *self)
     /* Run what was ready when this pass started; what those callbacks
      * schedule runs in the next iteration, after another poll. */
     size_t ntodo = self->ready.len;
+    if (RL_UNLIKELY(self->debug)) {
+        return run_ready_debug(self, ntodo);
+    }
     while (ntodo-- && self->ready.len) {
         rl_callback c = rl_ready_pop(&self->ready);
         if (RL_UNLIKELY(c.fn(self, c.a, c.b) < 0)) {
@@ -798,6 +829,134 @@ Loop_create_future(RlLoop *self, PyObject *Py_UNUSED(ignored))
     return rl_future_new(self);
 }
 
+/* create_task(coro, *, name=None, context=None) */
+static PyObject *
+Loop_create_task(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    rl_state *st = self->st;
+    PyObject *coro, *name = Py_None, *context = Py_None;
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "create_task() takes exactly 1 positional argument "
+                     "(%zd given)",
+                     nargs);
+        return NULL;
+    }
+    coro = args[0];
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+            if (PyUnicode_CompareWithASCIIString(k, "name") == 0) {
+                name = args[nargs + i];
+            }
+            else if (PyUnicode_CompareWithASCIIString(k, "context") == 0) {
+                context = args[nargs + i];
+            }
+            else {
+                PyErr_Format(PyExc_TypeError,
+                             "create_task() got an unexpected keyword "
+                             "argument '%S'",
+                             k);
+                return NULL;
+            }
+        }
+    }
+    if (rl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->task_factory == NULL) {
+        if (self->native_tasks) {
+            return rl_task_new(st, self, coro, name, context);
+        }
+        PyObject *kw = Py_BuildValue("{sOsOsO}", "loop", (PyObject *)self,
+                                     "name", name, "context", context);
+        if (kw == NULL) {
+            return NULL;
+        }
+        PyObject *a = PyTuple_Pack(1, coro);
+        PyObject *t = a ? PyObject_Call(st->asyncio_Task, a, kw) : NULL;
+        Py_XDECREF(a);
+        Py_DECREF(kw);
+        return t;
+    }
+    PyObject *task;
+    PyObject *factory = Py_NewRef(self->task_factory);
+    if (context == Py_None) {
+        /* the legacy factory signature when no context is needed */
+        task = PyObject_CallFunctionObjArgs(factory, (PyObject *)self, coro,
+                                            NULL);
+    }
+    else {
+        PyObject *fargs[3] = {(PyObject *)self, coro, context};
+        PyObject *kwn = PyTuple_Pack(1, st->str_context);
+        task = kwn ? PyObject_Vectorcall(factory, fargs, 2, kwn) : NULL;
+        Py_XDECREF(kwn);
+    }
+    Py_DECREF(factory);
+    if (task == NULL || name == Py_None) {
+        return task;
+    }
+    PyObject *r = PyObject_CallMethod(task, "set_name", "O", name);
+    if (r == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            Py_DECREF(task);
+            return NULL;
+        }
+        /* asyncio (3.11/3.12) tolerates factories whose tasks lack it */
+        PyErr_Clear();
+        if (PyErr_WarnEx(PyExc_DeprecationWarning,
+                         "Task.set_name() was added in Python 3.8, the "
+                         "method support will be mandatory for third-party "
+                         "task implementations since 3.13.",
+                         1) < 0) {
+            Py_DECREF(task);
+            return NULL;
+        }
+    }
+    Py_XDECREF(r);
+    return task;
+}
+
+static PyObject *
+Loop_set_task_factory(RlLoop *self, PyObject *factory)
+{
+    if (factory != Py_None && !PyCallable_Check(factory)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "task factory must be a callable or None");
+        return NULL;
+    }
+    Py_XSETREF(self->task_factory,
+               factory == Py_None ? NULL : Py_NewRef(factory));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_get_task_factory(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->task_factory ? self->task_factory : Py_None);
+}
+
+static PyObject *
+Loop_get_task_factory_attr(RlLoop *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->task_factory ? self->task_factory : Py_None);
+}
+
+static int
+Loop_set_task_factory_attr(RlLoop *self, PyObject *v, void *Py_UNUSED(c))
+{
+    Py_XSETREF(self->task_factory,
+               (v == NULL || v == Py_None) ? NULL : Py_NewRef(v));
+    return 0;
+}
+
+static PyObject *
+Loop_get_native_tasks(RlLoop *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->native_tasks);
+}
+
 /* ---------------------------------------------------------------------- */
 /* lifecycle */
 
@@ -876,10 +1035,11 @@ Loop_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 static int
 Loop_init(RlLoop *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"backend", NULL};
+    static char *kwlist[] = {"backend", "native_tasks", NULL};
     const char *backend = "auto";
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|s:Loop", kwlist,
-                                     &backend)) {
+    int native_tasks = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|sp:Loop", kwlist,
+                                     &backend, &native_tasks)) {
         return -1;
     }
     if (self->module != NULL) {
@@ -941,6 +1101,7 @@ Loop_init(RlLoop *self, PyObject *args, PyObject *kwds)
     }
     self->reactor = r;
     self->closed = 0;
+    self->native_tasks = (char)native_tasks;
     rl_timerheap_init(&self->timers);
     struct timespec res;
     self->clock_resolution =
@@ -959,6 +1120,7 @@ Loop_traverse(RlLoop *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->module);
     Py_VISIT(self->current_handle);
+    Py_VISIT(self->task_factory);
     for (size_t i = 0; i < self->ready.len; i++) {
         rl_callback *c =
             &self->ready.buf[(self->ready.head + i) & (self->ready.cap - 1)];
@@ -988,6 +1150,7 @@ Loop_clear(RlLoop *self)
     self->closed = 1;
     loop_release_core(self);
     Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->task_factory);
     return 0;
 }
 
@@ -1004,6 +1167,7 @@ Loop_dealloc(RlLoop *self)
     self->closed = 1;
     loop_release_core(self);
     Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->task_factory);
     Py_CLEAR(self->module);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -1196,6 +1360,15 @@ static PyMethodDef Loop_methods[] = {
      "remove_writer($self, fd, /)\n--\n\nTrue if a writer was removed."},
     {"create_future", (PyCFunction)Loop_create_future, METH_NOARGS,
      "create_future($self, /)\n--\n\nA Future attached to this loop."},
+    {"create_task", RL_CFUNC(Loop_create_task), FASTKW,
+     "create_task($self, coro, /, *, name=None, context=None)\n--\n\n"
+     "Schedule the coroutine in a Task and return the Task."},
+    {"set_task_factory", (PyCFunction)Loop_set_task_factory, METH_O,
+     "set_task_factory($self, factory, /)\n--\n\n"
+     "factory(loop, coro[, context=]) makes create_task's tasks; None "
+     "restores the default."},
+    {"get_task_factory", (PyCFunction)Loop_get_task_factory, METH_NOARGS,
+     NULL},
     {"_debug_counters", (PyCFunction)Loop__debug_counters, METH_NOARGS,
      NULL},
     {NULL, NULL, 0, NULL},
@@ -1222,6 +1395,11 @@ static PyGetSetDef Loop_getset[] = {
      NULL},
     {"_timer_cancelled_count", (getter)Loop_get_timer_cancelled_count, NULL,
      NULL, NULL},
+    {"_task_factory", (getter)Loop_get_task_factory_attr,
+     (setter)Loop_set_task_factory_attr, NULL, NULL},
+    {"native_tasks", (getter)Loop_get_native_tasks, NULL,
+     "True if create_future/create_task make ringloop's native types.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -36,13 +36,47 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->str_set_result);
     Py_VISIT(st->str_set_exception);
     Py_VISIT(st->str_done);
+    Py_VISIT(st->FutureType);
+    Py_VISIT(st->TaskType);
+    Py_VISIT(st->FutureIterType);
+    Py_VISIT(st->TaskCallType);
+    Py_VISIT(st->asyncio_Task);
+    Py_VISIT(st->asyncio_Handle);
+    Py_VISIT(st->asyncio_TimerHandle);
+    Py_VISIT(st->asyncio_CancelledError);
+    Py_VISIT(st->asyncio_InvalidStateError);
+    Py_VISIT(st->asyncio_get_event_loop);
+    Py_VISIT(st->asyncio_future_repr);
+    Py_VISIT(st->asyncio_task_repr);
+    Py_VISIT(st->asyncio_task_get_stack);
+    Py_VISIT(st->asyncio_task_print_stack);
+    Py_VISIT(st->asyncio_iscoroutine);
+    Py_VISIT(st->asyncio_current_tasks);
+    Py_VISIT(st->asyncio_scheduled_tasks);
+    Py_VISIT(st->asyncio_eager_tasks);
+    Py_VISIT(st->iscoroutine_typecache);
+    Py_VISIT(st->str_add);
+    Py_VISIT(st->str_discard);
+    Py_VISIT(st->str_cancel);
+    Py_VISIT(st->str_throw);
+    Py_VISIT(st->str_result);
+    Py_VISIT(st->str_get_loop);
+    Py_VISIT(st->str_loop_attr);
+    Py_VISIT(st->str_add_done_callback);
+    Py_VISIT(st->str_call_soon);
+    Py_VISIT(st->str_asyncio_future_blocking);
+    Py_VISIT(st->str_msg);
+    Py_VISIT(st->str_get_debug);
     return rl_net_module_traverse(st, visit, arg);
 }
+
+void rl_future_freelist_clear(rl_state *st);
 
 static int
 module_clear(PyObject *mod)
 {
     rl_state *st = PyModule_GetState(mod);
+    rl_future_freelist_clear(st);
     Py_CLEAR(st->LoopType);
     Py_CLEAR(st->HandleType);
     Py_CLEAR(st->TimerHandleType);
@@ -63,6 +97,37 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->str_set_exception);
     Py_CLEAR(st->str_done);
+    Py_CLEAR(st->FutureType);
+    Py_CLEAR(st->TaskType);
+    Py_CLEAR(st->FutureIterType);
+    Py_CLEAR(st->TaskCallType);
+    Py_CLEAR(st->asyncio_Task);
+    Py_CLEAR(st->asyncio_Handle);
+    Py_CLEAR(st->asyncio_TimerHandle);
+    Py_CLEAR(st->asyncio_CancelledError);
+    Py_CLEAR(st->asyncio_InvalidStateError);
+    Py_CLEAR(st->asyncio_get_event_loop);
+    Py_CLEAR(st->asyncio_future_repr);
+    Py_CLEAR(st->asyncio_task_repr);
+    Py_CLEAR(st->asyncio_task_get_stack);
+    Py_CLEAR(st->asyncio_task_print_stack);
+    Py_CLEAR(st->asyncio_iscoroutine);
+    Py_CLEAR(st->asyncio_current_tasks);
+    Py_CLEAR(st->asyncio_scheduled_tasks);
+    Py_CLEAR(st->asyncio_eager_tasks);
+    Py_CLEAR(st->iscoroutine_typecache);
+    Py_CLEAR(st->str_add);
+    Py_CLEAR(st->str_discard);
+    Py_CLEAR(st->str_cancel);
+    Py_CLEAR(st->str_throw);
+    Py_CLEAR(st->str_result);
+    Py_CLEAR(st->str_get_loop);
+    Py_CLEAR(st->str_loop_attr);
+    Py_CLEAR(st->str_add_done_callback);
+    Py_CLEAR(st->str_call_soon);
+    Py_CLEAR(st->str_asyncio_future_blocking);
+    Py_CLEAR(st->str_msg);
+    Py_CLEAR(st->str_get_debug);
     rl_net_module_clear(st);
     return 0;
 }
@@ -151,6 +216,18 @@ module_exec(PyObject *mod)
     INTERN(str_set_result, "set_result");
     INTERN(str_set_exception, "set_exception");
     INTERN(str_done, "done");
+    INTERN(str_add, "add");
+    INTERN(str_discard, "discard");
+    INTERN(str_cancel, "cancel");
+    INTERN(str_throw, "throw");
+    INTERN(str_result, "result");
+    INTERN(str_get_loop, "get_loop");
+    INTERN(str_loop_attr, "_loop");
+    INTERN(str_add_done_callback, "add_done_callback");
+    INTERN(str_call_soon, "call_soon");
+    INTERN(str_asyncio_future_blocking, "_asyncio_future_blocking");
+    INTERN(str_msg, "msg");
+    INTERN(str_get_debug, "get_debug");
 #undef INTERN
 
 #define IMPORT(field, modname, attr)                                          \
@@ -165,6 +242,30 @@ module_exec(PyObject *mod)
     IMPORT(asyncio_iscoroutinefunction, "asyncio", "iscoroutinefunction");
     IMPORT(asyncio_events_get_running_loop, "asyncio.events",
            "_get_running_loop");
+    IMPORT(asyncio_Task, "asyncio", "Task");
+    IMPORT(asyncio_Handle, "asyncio", "Handle");
+    IMPORT(asyncio_TimerHandle, "asyncio", "TimerHandle");
+    IMPORT(asyncio_CancelledError, "asyncio", "CancelledError");
+    IMPORT(asyncio_InvalidStateError, "asyncio", "InvalidStateError");
+#if RL_PY312
+    IMPORT(asyncio_get_event_loop, "asyncio.events", "get_event_loop");
+    IMPORT(asyncio_scheduled_tasks, "asyncio.tasks", "_scheduled_tasks");
+    IMPORT(asyncio_eager_tasks, "asyncio.tasks", "_eager_tasks");
+#else
+    IMPORT(asyncio_get_event_loop, "asyncio.events", "_get_event_loop");
+    IMPORT(asyncio_scheduled_tasks, "asyncio.tasks", "_all_tasks");
+#endif
+    IMPORT(asyncio_future_repr, "asyncio.base_futures", "_future_repr");
+    IMPORT(asyncio_task_repr, "asyncio.base_tasks", "_task_repr");
+    IMPORT(asyncio_task_get_stack, "asyncio.base_tasks", "_task_get_stack");
+    IMPORT(asyncio_task_print_stack, "asyncio.base_tasks",
+           "_task_print_stack");
+    IMPORT(asyncio_iscoroutine, "asyncio.coroutines", "iscoroutine");
+    IMPORT(asyncio_current_tasks, "asyncio.tasks", "_current_tasks");
+    st->iscoroutine_typecache = PySet_New(NULL);
+    if (st->iscoroutine_typecache == NULL) {
+        return -1;
+    }
     /* Until _set_hooks() runs, format with repr(). */
     IMPORT(hook_handle_repr, "builtins", "repr");
     IMPORT(hook_format_cb, "builtins", "repr");
@@ -175,6 +276,12 @@ module_exec(PyObject *mod)
         return -1;
     }
     if (rl_loop_init_type(mod, st) < 0) {
+        return -1;
+    }
+    if (rl_future_init_types(mod, st) < 0) {
+        return -1;
+    }
+    if (rl_task_init_types(mod, st) < 0) {
         return -1;
     }
     if (rl_net_module_init(mod, st) < 0) {

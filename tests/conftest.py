@@ -83,11 +83,23 @@ def _fd_desc(fd):
         return "?"
 
 
+def _real_stderr(config):
+    """Where a hang report must go: pytest's saved copy of the process's
+    stderr (fd 2 itself is pytest's capture file, thrown away on exit)."""
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        return config.stash[fault_handler_stderr_fd_key]
+    except Exception:
+        return sys.stderr
+
+
 @pytest.fixture(autouse=True)
 def _guards(request):
     marker = request.node.get_closest_marker("timeout_s")
     timeout = float(marker.args[0]) if marker else DEFAULT_TIMEOUT
-    faulthandler.dump_traceback_later(timeout, exit=True)
+    out = _real_stderr(request.config)
+    faulthandler.dump_traceback_later(timeout, exit=True, file=out)
     before = _open_fds()
     yield
     faulthandler.cancel_dump_traceback_later()

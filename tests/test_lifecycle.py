@@ -416,6 +416,34 @@ def test_ringloop_run_and_policy():
 
 
 @pytest.mark.ringloop_only
+def test_policy_keeps_child_watcher_api():
+    import warnings
+
+    pol = ringloop.EventLoopPolicy()
+    assert isinstance(pol, asyncio.DefaultEventLoopPolicy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        w = asyncio.ThreadedChildWatcher()
+        pol.set_child_watcher(w)
+        assert pol.get_child_watcher() is w
+    lp = pol.new_event_loop()
+    assert isinstance(lp, ringloop.Loop)
+    lp.close()
+
+
+@pytest.mark.ringloop_only
+def test_debug_default_follows_asyncio_check():
+    from unittest import mock
+
+    with mock.patch("asyncio.coroutines._is_debug_mode", lambda: True):
+        lp = new_loop()
+    try:
+        assert lp.get_debug() is True
+    finally:
+        lp.close()
+
+
+@pytest.mark.ringloop_only
 def test_ringloop_run_debug():
     async def main():
         return asyncio.get_running_loop().get_debug()

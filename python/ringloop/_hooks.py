@@ -6,7 +6,7 @@ formatting helpers for the callback part."""
 import sys
 from asyncio import format_helpers as _fh
 from asyncio import tasks as _tasks
-from asyncio.log import logger
+from asyncio import base_events as _base_events
 
 if sys.version_info >= (3, 13):
 
@@ -38,6 +38,8 @@ def handle_repr(handle):
 
 
 def _format_handle(handle):
+    if not hasattr(handle, "_callback"):
+        return repr(handle)  # a native Task's step or wake-up
     cb = handle._callback
     owner = getattr(cb, "__self__", None)
     if isinstance(owner, _tasks.Task):
@@ -46,4 +48,4 @@ def _format_handle(handle):
 
 
 def slow_callback(loop, handle, seconds):
-    logger.warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
+    _base_events.logger.warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)

@@ -18,7 +18,10 @@ import traceback
 import warnings
 import weakref
 from asyncio import coroutines, events, futures, tasks
-from asyncio.log import logger
+# The "asyncio" logger, looked up at each use through base_events as asyncio
+# itself does, so that code (and CPython's tests) patching
+# asyncio.base_events.logger sees what ringloop logs.
+from asyncio import base_events as _base_events
 
 from . import _core
 from ._dgram import DatagramMixin
@@ -30,13 +33,6 @@ _PY313 = sys.version_info >= (3, 13)
 
 # asyncio.constants.DEBUG_STACK_DEPTH
 _DEBUG_STACK_DEPTH = 10
-
-
-def _is_debug_mode():
-    # asyncio.coroutines._is_debug_mode
-    return sys.flags.dev_mode or (
-        not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
-    )
 
 
 def _run_until_complete_cb(fut):
@@ -56,10 +52,9 @@ def _sighandler_noop(signum, frame):
 class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop with a native core (io_uring or epoll)."""
 
-    def __init__(self, *, backend="auto"):
-        super().__init__(backend)
+    def __init__(self, *, backend="auto", native_tasks=True):
+        super().__init__(backend, native_tasks)
         self._exception_handler = None
-        self._task_factory = None
         self._default_executor = None
         self._executor_shutdown_called = False
         self._asyncgens = weakref.WeakSet()
@@ -69,7 +64,8 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
         self._coroutine_origin_tracking_saved_depth = None
         self._signal_handlers = {}
         self._ssock = self._csock = None
-        self.set_debug(_is_debug_mode())
+        # asyncio's own check, looked up at call time (PYTHONASYNCIODEBUG, -X dev)
+        self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
         return (
@@ -170,7 +166,7 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
         if self.is_closed():
             return
         if self._debug:
-            logger.debug("Close %r", self)
+            _base_events.logger.debug("Close %r", self)
         self._close()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -213,43 +209,6 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = enabled
 
-    # -- tasks ------------------------------------------------------------
-
-    def create_task(self, coro, *, name=None, context=None):
-        """Schedule a coroutine object; return a Task."""
-        self._check_closed()
-        if self._task_factory is None:
-            task = tasks.Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
-                del task._source_traceback[-1]
-        else:
-            if context is None:
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context)
-            if name is not None:
-                try:
-                    set_name = task.set_name
-                except AttributeError:
-                    warnings.warn(
-                        "Task.set_name() was added in Python 3.8, the method "
-                        "support will be mandatory for third-party task "
-                        "implementations since 3.13.",
-                        DeprecationWarning,
-                        stacklevel=2,
-                    )
-                else:
-                    set_name(name)
-        return task
-
-    def set_task_factory(self, factory):
-        if factory is not None and not callable(factory):
-            raise TypeError("task factory must be a callable or None")
-        self._task_factory = factory
-
-    def get_task_factory(self):
-        return self._task_factory
-
     # -- exception handling -------------------------------------------------
 
     def get_exception_handler(self):
@@ -287,7 +246,7 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
             else:
                 value = repr(value)
             lines.append(f"{key}: {value}")
-        logger.error("\n".join(lines), exc_info=exc_info)
+        _base_events.logger.error("\n".join(lines), exc_info=exc_info)
 
     def call_exception_handler(self, context):
         """Pass context (a dict) to the exception handler in use."""
@@ -297,7 +256,7 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error("Exception in default exception handler", exc_info=True)
+                _base_events.logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
             ctx = None
@@ -329,7 +288,7 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error(
+                _base_events.logger.error(
                     "Exception in default exception handler while handling "
                     "an unexpected error in custom exception handler",
                     exc_info=True,
@@ -497,7 +456,7 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
                 try:
                     signal.set_wakeup_fd(-1)
                 except (ValueError, OSError) as nexc:
-                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
+                    _base_events.logger.info("set_wakeup_fd(-1) failed: %s", nexc)
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig} cannot be caught")
             raise
@@ -520,5 +479,5 @@ class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEv
             try:
                 signal.set_wakeup_fd(-1)
             except (ValueError, OSError) as exc:
-                logger.info("set_wakeup_fd(-1) failed: %s", exc)
+                _base_events.logger.info("set_wakeup_fd(-1) failed: %s", exc)
         return True

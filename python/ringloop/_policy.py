@@ -4,8 +4,11 @@ import asyncio
 __all__ = ("EventLoopPolicy",)
 
 
-class EventLoopPolicy(asyncio.events.BaseDefaultEventLoopPolicy):
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """Policy whose new_event_loop() returns a ringloop.Loop.
+
+    It is asyncio's Unix default policy otherwise (so the child-watcher API
+    of 3.11-3.13 keeps working under it).
 
     Prefer ringloop.run(main()) or asyncio.Runner(loop_factory=
     ringloop.new_event_loop): asyncio deprecates policies from 3.14 on."""

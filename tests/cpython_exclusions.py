@@ -1,0 +1,569 @@
+"""CPython test_asyncio tests that tests/test_cpython_suite.py does not run on
+ringloop, each with its reason, per Python version where they differ.
+
+Keys name CPython's tests: "module.Class.test", "module.Class" (every test
+of the class) or "module.Mixin.test" for a test defined in a mixin (then it
+applies to every generated class using that mixin).  "Class" is CPython's
+class name, or for a class we combine from mixins our name for it
+(test_events.EventLoopTests, test_sock_lowlevel.SockTests,
+test_sendfile.SendfileTests); see test_cpython_suite.py.
+
+The reason's category decides what happens:
+  NET, SUBPROC, SSL, PIPES  ringloop lacks the feature yet: skipped on
+                            ringloop; run on stock asyncio
+                            (RINGLOOP_TEST_LOOP=asyncio)
+  STOCK                     the test checks stock asyncio internals: skipped
+  NOT_LOOP                  the CPython class does not run on a loop from a
+                            factory or policy (stock loop class, the stock
+                            test_utils.TestLoop, a mock loop, no loop): skipped
+  BUG                       ringloop behaves differently from asyncio:
+                            xfail(strict=True) on ringloop; HANG (a bug that
+                            hangs or crashes the process): xfail(run=False)
+A stale key (matching no test of the running Python) fails
+test_no_stale_exclusions.
+"""
+
+NET = "networking (issue 5)"
+SUBPROC = "subprocess (later issue)"
+SSL = "ssl (later)"
+PIPES = "pipe transports (later issue)"
+STOCK = "tests stock asyncio internals"
+NOT_LOOP = "not run on a loop from a factory"
+BUG = "ringloop bug"
+HANG = "ringloop bug (hangs)"
+
+_NOT_IMPLEMENTED_YET = (NET, SUBPROC, SSL, PIPES)
+
+
+def applies(reason, on_ringloop):
+    """Whether an exclusion applies to the loop under test."""
+    if on_ringloop:
+        return True
+    return not reason.startswith(_NOT_IMPLEMENTED_YET + (BUG,))
+
+
+def net(what):
+    return f"{NET}: {what}"
+
+
+def subproc(what):
+    return f"{SUBPROC}: {what}"
+
+
+def ssl(what):
+    return f"{SSL}: {what}"
+
+
+def pipes(what):
+    return f"{PIPES}: {what}"
+
+
+def stock(what):
+    return f"{STOCK}: {what}"
+
+
+def not_loop(what):
+    return f"{NOT_LOOP}: {what}"
+
+
+def bug(what):
+    return f"{BUG}: {what}"
+
+
+def hang(what):
+    return f"{HANG}: {what}"
+
+
+# ---------------------------------------------------------------------------
+# CPython classes whose tests run through one of our classes on the loop
+# under test; they themselves bind the tests to a stock loop.  Not generated.
+
+STOCK_LOOP_VARIANTS = {
+    "test_events.EPollEventLoopTests": "test_events.EventLoopTests",
+    "test_events.PollEventLoopTests": "test_events.EventLoopTests",
+    "test_events.SelectEventLoopTests": "test_events.EventLoopTests",
+    "test_sock_lowlevel.EPollEventLoopTests": "test_sock_lowlevel.SockTests",
+    "test_sock_lowlevel.PollEventLoopTests": "test_sock_lowlevel.SockTests",
+    "test_sock_lowlevel.SelectEventLoopTests": "test_sock_lowlevel.SockTests",
+    "test_sendfile.EPollEventLoopTests": "test_sendfile.SendfileTests",
+    "test_sendfile.PollEventLoopTests": "test_sendfile.SendfileTests",
+    "test_sendfile.SelectEventLoopTests": "test_sendfile.SendfileTests",
+    "test_buffered_proto.BufferedProtocolSelectorTests": "test_buffered_proto.BufferedProtocolTests",
+    "test_server.SelectorStartServerTests": "test_server.StartServerTests",
+    "test_sslproto.SelectorStartTLSTests": "test_sslproto.StartTLSTests",
+}
+
+# ---------------------------------------------------------------------------
+# Whole classes not run (their tests are generated, each skipped).
+
+_CLASSES = {
+    # test_base_events
+    "test_base_events.BaseEventTests": not_loop(
+        "base_events helpers (_ipaddr_info, _set_reuseport) with mock sockets, no loop"),
+    "test_base_events.BaseLoopSockSendfileTests": stock(
+        "sock_sendfile's fallback path of BaseSelectorEventLoop (a loop without native "
+        "sendfile), with constants.SENDFILE_FALLBACK_READBUFFER_SIZE patched"),
+    "test_base_events.TestSelectorUtils": stock("selector_events._test_selector_event helper"),
+    # test_buffered_proto, test_server, test_sslproto: Windows variants
+    "test_buffered_proto.BufferedProtocolProactorTests": not_loop("ProactorEventLoop (Windows only)"),
+    "test_server.ProactorStartServerTests": not_loop("ProactorEventLoop (Windows only)"),
+    "test_sslproto.ProactorStartTLSTests": not_loop("ProactorEventLoop (Windows only)"),
+    # test_events
+    "test_events.HandleTests": stock(
+        "asyncio.Handle built directly with a mock loop (ringloop.Handle is not "
+        "constructible from Python)"),
+    "test_events.TimerTests": stock(
+        "asyncio.TimerHandle built directly with a mock loop (ringloop.TimerHandle is not "
+        "constructible from Python)"),
+    "test_events.AbstractEventLoopTests": not_loop(
+        "the NotImplementedError stubs of asyncio.AbstractEventLoop itself"),
+    "test_events.TestAbstractServer": not_loop("the stubs of asyncio.AbstractServer itself"),
+    # test_futures: everything on test_utils.TestLoop
+    "test_futures.DuckTests": not_loop("test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_futures.CFutureTests": not_loop("test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_futures.CSubFutureTests": not_loop("test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_futures.PyFutureTests": not_loop("test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_futures.CFutureDoneCallbackTests": not_loop(
+        "test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_futures.CSubFutureDoneCallbackTests": not_loop(
+        "test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_futures.PyFutureDoneCallbackTests": not_loop(
+        "test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_futures.PyFutureInheritanceTests": not_loop(
+        "test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_futures.CFutureInheritanceTests": not_loop(
+        "test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    # test_proactor_events, test_selector_events: stock loop implementations
+    "test_proactor_events.ProactorSocketTransportTests": stock("proactor transports with mocks"),
+    "test_proactor_events.ProactorDatagramTransportTests": stock("proactor transports with mocks"),
+    "test_proactor_events.BaseProactorEventLoopTests": stock("BaseProactorEventLoop with mocks"),
+    "test_proactor_events.ProactorEventLoopUnixSockSendfileTests": stock(
+        "BaseProactorEventLoop sendfile with mocks"),
+    "test_selector_events.BaseSelectorEventLoopTests": stock("BaseSelectorEventLoop with a mock selector"),
+    "test_selector_events.SelectorTransportTests": stock("selector transports with mocks"),
+    "test_selector_events.SelectorSocketTransportTests": stock("selector transports with mocks"),
+    "test_selector_events.SelectorSocketTransportBufferedProtocolTests": stock(
+        "selector transports with mocks"),
+    "test_selector_events.SelectorDatagramTransportTests": stock("selector transports with mocks"),
+    # no loop at all
+    "test_protocols.ProtocolsAbsTests": not_loop("the protocol ABCs, no loop"),
+    "test_transports.TransportTests": not_loop("the transport ABCs, no loop"),
+    # test_subprocess
+    "test_subprocess.SubprocessTransportTests": stock(
+        "base_subprocess.BaseSubprocessTransport subclass on test_utils.TestLoop"),
+    # test_tasks
+    "test_tasks.PyIntrospectionTests": not_loop(
+        "asyncio's _register_task/_enter_task/... with mock loops"),
+    "test_tasks.CIntrospectionTests": not_loop(
+        "asyncio's _register_task/_enter_task/... with mock loops"),
+    "test_tasks.GenericTaskTests": not_loop("asyncio.Task class attributes, no loop"),
+    "test_tasks.FutureGatherTests": not_loop("test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    "test_tasks.CoroutineGatherTests": not_loop(
+        "test_utils.TestLoop (stock BaseEventLoop, virtual clock)"),
+    # test_unix_events
+    "test_unix_events.SelectorEventLoopSignalTests": stock(
+        "SelectorEventLoop's signal handling with asyncio.unix_events.signal mocked"),
+    "test_unix_events.UnixReadPipeTransportTests": stock(
+        "unix_events._UnixReadPipeTransport on test_utils.TestLoop with mocked os"),
+    "test_unix_events.UnixWritePipeTransportTests": stock(
+        "unix_events._UnixWritePipeTransport on test_utils.TestLoop with mocked os"),
+    "test_unix_events.AbstractChildWatcherTests": not_loop("the AbstractChildWatcher stubs"),
+    "test_unix_events.BaseChildWatcherTests": not_loop("the BaseChildWatcher stubs"),
+    "test_unix_events.SafeChildWatcherTests": stock(
+        "SafeChildWatcher on test_utils.TestLoop with mocked os.waitpid"),
+    "test_unix_events.FastChildWatcherTests": stock(
+        "FastChildWatcher on test_utils.TestLoop with mocked os.waitpid"),
+    "test_unix_events.PolicyTests": stock(
+        "the Unix DefaultEventLoopPolicy's child watcher management"),
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests": stock(
+        "_UnixSelectorEventLoop._sock_sendfile_native*() and loop._selector (also needs "
+        "create_server/sock_connect, issue 5)"),
+}
+
+# ---------------------------------------------------------------------------
+# ringloop bugs: each makes CPython tests fail on ringloop and pass on asyncio.
+
+
+_TESTLOOP_ONLY = not_loop(
+    "uses only self.loop, a test_utils.TestLoop (stock BaseEventLoop, virtual clock)")
+
+# ---------------------------------------------------------------------------
+# Whole classes (or mixins) of the generated classes that run on the loop
+# under test.
+
+_RUN_CLASSES = {
+    "test_events.TestServer": net("loop.create_server()"),
+    "test_sock_lowlevel.SockTests": net("loop.sock_*() and create_connection(sock=...)"),
+    "test_sendfile.SendfileTests": net("loop.sendfile()/sock_sendfile() over TCP"),
+    "test_buffered_proto.BufferedProtocolTests": net("loop.create_server()/create_connection()"),
+    "test_server.StartServerTests": net("asyncio.start_server()/start_unix_server()"),
+    "test_subprocess.SubprocessMixin": subproc(
+        "asyncio.create_subprocess_*()"),
+    "test_subprocess.GenericWatcherTests": subproc("asyncio.create_subprocess_exec() with child watchers"),
+}
+
+# ---------------------------------------------------------------------------
+# Single tests, every version.
+
+_TESTS = {
+    # test_base_events.BaseEventLoopTests
+    "test_base_events.BaseEventLoopTests.test__add_callback_cancelled_handle": stock("loop._add_callback() with an asyncio.Handle, loop._ready/_scheduled"),
+    "test_base_events.BaseEventLoopTests.test__add_callback_handle": stock("loop._add_callback() with an asyncio.Handle, loop._ready/_scheduled"),
+    "test_base_events.BaseEventLoopTests.test__run_once": stock("loop._scheduled and the timeout passed to the mocked loop._selector.select()"),
+    "test_base_events.BaseEventLoopTests.test__run_once_cancelled_event_cleanup": stock("loop._scheduled/_timer_cancelled_count against base_events._MIN_* constants (blocks in _run_once() on a real loop)"),
+    "test_base_events.BaseEventLoopTests.test__run_once_schedule_handle": stock("loop._scheduled/_ready"),
+    "test_base_events.BaseEventLoopTests.test_call_later": stock("the handle is in loop._scheduled (and is an asyncio.TimerHandle)"),
+    "test_base_events.BaseEventLoopTests.test_call_soon": stock("the handle is in loop._ready (and is an asyncio.Handle)"),
+    "test_base_events.BaseEventLoopTests.test_not_implemented": stock("BaseEventLoop._make_*_transport/_process_events/_write_to_self stubs"),
+    "test_base_events.BaseEventLoopTests.test_run_forever_pre_stopped": stock("asserts the mocked loop._selector.select(0) call"),
+    "test_base_events.BaseEventLoopTests.test_single_selecter_event_callback_after_stopping": stock("feeds events through a mocked loop._selector/_process_events"),
+    # test_base_events.BaseEventLoopWithSelectorTests
+    "test_base_events.BaseEventLoopWithSelectorTests.test_accept_connection_exception": stock("SelectorEventLoop._accept_connection() with loop._remove_reader mocked"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_accept_connection_retry": stock("SelectorEventLoop._accept_connection()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_bluetooth": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_connect_err": stock("replaces loop.getaddrinfo/sock_connect, which stock create_connection calls"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_host_port_sock": net("loop.create_connection()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ip_addr": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ipv6_scope": stock("patches asyncio.base_events.socket, mocks loop._add_reader/_add_writer"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_multiple": stock("replaces loop.getaddrinfo/sock_connect, which stock create_connection calls"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_multiple_errors": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_multiple_errors_local_addr": stock("patches asyncio.base_events.socket, replaces loop.sock_connect"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_getaddrinfo": stock("replaces loop.getaddrinfo, which stock create_connection calls"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_host_port_sock": net("loop.create_connection()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_inet_pton": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_local_addr": stock("replaces loop.getaddrinfo, which stock create_connection calls"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_ssl_server_hostname_errors": net("argument checks of loop.create_connection(ssl=..., server_hostname=...)"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_service_name": stock("patches asyncio.base_events.socket, mocks loop._add_reader/_add_writer"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ssl_server_hostname_default": stock("replaces loop.getaddrinfo/sock_connect/_make_ssl_transport"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ssl_server_hostname_errors": net("argument checks of loop.create_connection(ssl=..., server_hostname=...)"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ssl_timeout_for_plain_socket": net("argument checks of loop.create_connection(ssl_handshake_timeout=...)"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_timeout": stock("patches asyncio.base_events.socket, replaces loop.sock_connect"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_wrong_sock": net("loop.create_connection()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_addr_error": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_allow_broadcast": stock("replaces loop.sock_connect and asserts it is not called"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_cant_bind": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_connect_err": stock("replaces loop.sock_connect, which stock create_datagram_endpoint calls"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_existing_sock_unix": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_ip_addr": stock("patches asyncio.base_events.socket, mocks loop._add_reader"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_no_addrinfo": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_no_matching_family": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_noaddr_nofamily": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_nosoreuseport": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_setblk_err": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_sock": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_sock_sockopts": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_sock_unix": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_socket_err": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_sockopts": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_wrong_sock": net("loop.create_datagram_endpoint()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_cant_bind": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_empty_host": stock("replaces loop.getaddrinfo, which stock create_server calls"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_host_port_sock": net("loop.create_server()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_ipv6": net("loop.create_server()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_no_getaddrinfo": stock("replaces loop.getaddrinfo, which stock create_server calls"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_no_host_port_sock": net("loop.create_server()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_nosoreuseport": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_soreuseport_only_defined": stock("patches asyncio.base_events.socket"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_ssl_timeout_for_plain_socket": net("argument checks of loop.create_server(ssl_handshake_timeout=...)"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_stream_bittype": net("loop.create_server()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_wrong_sock": net("loop.create_server()"),
+    # test_events.EventLoopTests
+    "test_events.EventLoopTests.test_bidirectional_pty": pipes("loop.connect_read_pipe()"),
+    "test_events.EventLoopTests.test_connect_accepted_socket": net("loop.connect_accepted_socket()"),
+    "test_events.EventLoopTests.test_connect_accepted_socket_ssl_timeout_for_plain_socket": net("argument checks of loop.connect_accepted_socket(ssl_handshake_timeout=...)"),
+    "test_events.EventLoopTests.test_create_connection": net("loop.create_connection()"),
+    "test_events.EventLoopTests.test_create_connection_local_addr": net("loop.create_connection()"),
+    "test_events.EventLoopTests.test_create_connection_local_addr_in_use": net("loop.create_connection()"),
+    "test_events.EventLoopTests.test_create_connection_local_addr_nomatch_family": net("loop.create_connection()"),
+    "test_events.EventLoopTests.test_create_connection_local_addr_skip_different_family": net("loop.create_connection()"),
+    "test_events.EventLoopTests.test_create_datagram_endpoint": net("loop.create_datagram_endpoint()"),
+    "test_events.EventLoopTests.test_create_datagram_endpoint_ipv6": net("loop.create_datagram_endpoint()"),
+    "test_events.EventLoopTests.test_create_datagram_endpoint_sock": net("loop.create_datagram_endpoint()"),
+    "test_events.EventLoopTests.test_create_server": net("loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_addr_in_use": net("loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_dual_stack": net("loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_multiple_hosts_ipv4": net("loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_multiple_hosts_ipv6": net("loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_reuse_port": net("loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_sock": net("loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_ssl": ssl("TLS over loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_ssl_match_failed": ssl("TLS over loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_ssl_verified": ssl("TLS over loop.create_server()"),
+    "test_events.EventLoopTests.test_create_server_ssl_verify_failed": ssl("TLS over loop.create_server()"),
+    "test_events.EventLoopTests.test_create_ssl_connection": ssl("TLS over loop.create_connection()"),
+    "test_events.EventLoopTests.test_create_ssl_unix_connection": ssl("TLS over loop.create_unix_connection()"),
+    "test_events.EventLoopTests.test_create_unix_connection": net("loop.create_unix_connection()"),
+    "test_events.EventLoopTests.test_create_unix_server": net("loop.create_unix_server()"),
+    "test_events.EventLoopTests.test_create_unix_server_path_socket_error": net("loop.create_unix_server()"),
+    "test_events.EventLoopTests.test_create_unix_server_ssl": ssl("TLS over loop.create_unix_server()"),
+    "test_events.EventLoopTests.test_create_unix_server_ssl_verified": ssl("TLS over loop.create_unix_server()"),
+    "test_events.EventLoopTests.test_create_unix_server_ssl_verify_failed": ssl("TLS over loop.create_unix_server()"),
+    "test_events.EventLoopTests.test_prompt_cancellation": net("loop.sock_recv()"),
+    "test_events.EventLoopTests.test_read_pipe": pipes("loop.connect_read_pipe()"),
+    "test_events.EventLoopTests.test_read_pty_output": pipes("loop.connect_read_pipe()"),
+    "test_events.EventLoopTests.test_server_close": net("loop.create_server()"),
+    "test_events.EventLoopTests.test_ssl_connect_accepted_socket": ssl("TLS over loop.connect_accepted_socket()"),
+    "test_events.EventLoopTests.test_subprocess_close_after_finish": subproc("loop.subprocess_shell()"),
+    "test_events.EventLoopTests.test_subprocess_close_client_stream": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_exec": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_exec_invalid_args": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_exitcode": subproc("loop.subprocess_shell()"),
+    "test_events.EventLoopTests.test_subprocess_interactive": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_kill": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_send_signal": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_shell": subproc("loop.subprocess_shell()"),
+    "test_events.EventLoopTests.test_subprocess_shell_invalid_args": subproc("loop.subprocess_shell()"),
+    "test_events.EventLoopTests.test_subprocess_stderr": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_stderr_redirect_to_stdout": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_terminate": subproc("loop.subprocess_exec()"),
+    "test_events.EventLoopTests.test_subprocess_wait_no_same_group": subproc("loop.subprocess_shell()"),
+    "test_events.EventLoopTests.test_timeout_rounding": stock("counts _run_once() calls by replacing loop._run_once; reads loop._selector"),
+    "test_events.EventLoopTests.test_unclosed_pipe_transport": pipes("loop.connect_read_pipe()"),
+    "test_events.EventLoopTests.test_write_pipe": pipes("loop.connect_write_pipe()"),
+    "test_events.EventLoopTests.test_write_pipe_disconnect_on_close": pipes("loop.connect_write_pipe()"),
+    "test_events.EventLoopTests.test_write_pty": pipes("loop.connect_write_pipe()"),
+    # test_runners.RunTests
+    # test_ssl.TestSSL
+    "test_ssl.TestSSL.test_connect_accepted_socket": net("loop.connect_accepted_socket() (plain TCP; hangs in the client thread without it)"),
+    "test_ssl.TestSSL.test_connect_timeout_warning": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_create_connection_memory_leak": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_create_connection_ssl_1": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_create_connection_ssl_failed_certificate": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_create_connection_ssl_slow_handshake": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_create_server_ssl_1": ssl("TLS over loop.create_server()"),
+    "test_ssl.TestSSL.test_create_server_ssl_over_ssl": ssl("TLS over loop.create_server()"),
+    "test_ssl.TestSSL.test_flush_before_shutdown": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_handshake_timeout_handler_leak": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_shutdown_cleanly": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_shutdown_timeout_handler_leak": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_shutdown_timeout_handler_not_set": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_ssl_handshake_connection_lost": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_ssl_handshake_timeout": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_start_tls_client_buf_proto_1": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_start_tls_client_corrupted_ssl": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_start_tls_client_reg_proto_1": ssl("TLS over loop.create_connection()"),
+    "test_ssl.TestSSL.test_start_tls_server_1": ssl("TLS over loop.create_server()"),
+    "test_ssl.TestSSL.test_start_tls_slow_client_cancel": ssl("TLS over loop.create_connection()"),
+    # test_sslproto.StartTLSTests
+    "test_sslproto.StartTLSTests.test_create_connection_memory_leak": ssl("TLS over loop.create_connection()"),
+    "test_sslproto.StartTLSTests.test_create_connection_ssl_failed_certificate": ssl("TLS over loop.create_connection()"),
+    "test_sslproto.StartTLSTests.test_create_connection_ssl_slow_handshake": ssl("TLS over loop.create_connection()"),
+    "test_sslproto.StartTLSTests.test_handshake_timeout": ssl("TLS over loop.create_connection()"),
+    "test_sslproto.StartTLSTests.test_start_tls_client_buf_proto_1": ssl("TLS over loop.create_connection()"),
+    "test_sslproto.StartTLSTests.test_start_tls_client_corrupted_ssl": ssl("TLS over loop.create_connection()"),
+    "test_sslproto.StartTLSTests.test_start_tls_client_reg_proto_1": ssl("TLS over loop.create_connection()"),
+    "test_sslproto.StartTLSTests.test_start_tls_server_1": ssl("TLS over loop.create_server()"),
+    "test_sslproto.StartTLSTests.test_start_tls_slow_client_cancel": ssl("TLS over loop.create_connection()"),
+    "test_sslproto.StartTLSTests.test_start_tls_wrong_args": ssl("TLS over loop.start_tls()"),
+    # test_streams.StreamTests
+    "test_streams.StreamTests.test_async_writer_api": net("asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_async_writer_api_exception_after_close": net("asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_drain_raises": net("asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_eof_feed_when_closing_writer": net("asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_open_connection": net("asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_open_connection_error": net("asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_open_connection_no_loop_ssl": ssl("TLS over asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_open_unix_connection": net("asyncio.open_unix_connection()"),
+    "test_streams.StreamTests.test_open_unix_connection_error": net("asyncio.open_unix_connection()"),
+    "test_streams.StreamTests.test_open_unix_connection_no_loop_ssl": ssl("TLS over asyncio.open_unix_connection()"),
+    "test_streams.StreamTests.test_read_all_from_pipe_reader": pipes("loop.connect_read_pipe()"),
+    "test_streams.StreamTests.test_start_server": net("asyncio.start_server() (loop.create_server())"),
+    "test_streams.StreamTests.test_start_tls": ssl("TLS over asyncio.start_server() (loop.create_server())"),
+    "test_streams.StreamTests.test_start_unix_server": net("asyncio.start_unix_server()"),
+    "test_streams.StreamTests.test_unclosed_resource_warnings": net("asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_wait_closed_on_close": net("asyncio.open_connection() (loop.create_connection())"),
+    "test_streams.StreamTests.test_wait_closed_on_close_with_unread_data": net("asyncio.open_connection() (loop.create_connection())"),
+    # test_unix_events.SelectorEventLoopUnixSocketTests
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_nopath_nosock": net("loop.create_unix_connection()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_nossl_serverhost": net("argument checks of loop.create_unix_connection(server_hostname=...)"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_path_inetsock": net("loop.create_unix_connection()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_path_sock": net("loop.create_unix_connection()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_ssl_noserverhost": net("argument checks of loop.create_unix_connection(ssl=...)"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_ssl_timeout_with_plain_sock": net("argument checks of loop.create_unix_connection(ssl_handshake_timeout=...)"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_bind_error": stock("patches asyncio.unix_events.socket (also needs create_unix_server, issue 5)"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_existing_path_nonsock": net("loop.create_unix_server()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_existing_path_sock": net("loop.create_unix_server()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_nopath_nosock": net("loop.create_unix_server()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_path_dgram": net("loop.create_unix_server()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_path_inetsock": net("loop.create_unix_server()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_path_stream_bittype": net("loop.create_unix_server()"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_ssl_bool": net("argument checks of loop.create_unix_server(ssl=True)"),
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_ssl_timeout_with_plain_sock": net("argument checks of loop.create_unix_server(ssl_handshake_timeout=...)"),
+    # test_unix_events.TestFunctional
+    "test_unix_events.TestFunctional.test_add_reader_or_writer_transport_fd": net("loop.create_connection()"),
+}
+
+_TESTS.update({
+    # test_base_events.BaseEventLoopTests: passes, but not on the loop under test
+    "test_base_events.BaseEventLoopTests.test_create_task": not_loop(
+        "builds its own base_events.BaseEventLoop subclass"),
+    "test_base_events.BaseEventLoopTests.test_default_exc_handler_broken": not_loop(
+        "builds its own base_events.BaseEventLoop subclass"),
+    "test_base_events.BaseEventLoopTests.test_env_var_debug": not_loop(
+        "checks asyncio.new_event_loop() in child interpreters (stock loop)"),
+    "test_events.PolicyTests.test_event_loop_policy": not_loop(
+        "the NotImplementedError stubs of asyncio.AbstractEventLoopPolicy itself"),
+    # passes on ringloop only because NotImplementedError is a RuntimeError
+    "test_streams.StreamTests.test_loop_is_closed_resource_warnings": net(
+        "asyncio.open_connection() (loop.create_connection())"),
+    # test_tasks.BaseTaskTests (all eight Task/Future variants): only the tests
+    # that create a loop with asyncio.new_event_loop() run on the loop under test
+    "test_tasks.SetMethodsTest": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed_concurrent": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed_coroutine_use_running_loop": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed_coroutine_without_loop": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed_duplicate_coroutines": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed_invalid_args": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed_reverse_wait": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed_with_timeout": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_as_completed_with_unused_timeout": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_bare_create_named_task": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_bare_create_task": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_baseexception_during_cancel": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_cancel": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_cancel_both_task_and_inner_future": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_cancel_inner_future": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_cancel_task_catching": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_cancel_task_ignoring": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_cancel_yield": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_coroutine_non_gen_function": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_coroutine_non_gen_function_return_future": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_create_task_with_async_function": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_create_task_with_asynclike_function": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_create_task_with_noncoroutine": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_current_task": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_current_task_with_interleaving_tasks": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_ensure_future_coroutine": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_ensure_future_neither": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_error_in_call_soon": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_exception_traceback": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_gather_shield": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_generic_alias": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_get_stack": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_iscoroutinefunction": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_log_destroyed_pending_task": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_log_traceback": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_cancel_inner": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_cancel_outer": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_coroutine_use_global_loop": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_coroutine_use_running_loop": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_coroutine_without_loop": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_effect": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_exception": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_gather": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_result": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_shield_shortcut": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_sleep": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_sleep_cancel": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_step_result_future": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_stop_while_run_in_complete": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_awaits_on_itself": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_basics": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_cancel_message_getter": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_cancel_message_setter": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_cancel_sleeping_task": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_cancel_waiter_future": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_del_collect": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_repr": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_repr_autogenerated": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_repr_name_not_str": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_repr_wait_for": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_set_methods": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_task_source_traceback": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_concurrent_complete": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_duplicate_coroutines": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_errors": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_first_completed": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_first_exception": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_first_exception_in_wait": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_invalid_args": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_really_done": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_with_exception": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_with_iterator_of_tasks": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_wait_with_timeout": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_yield_future_passes_cancel": _TESTLOOP_ONLY,
+    "test_tasks.BaseTaskTests.test_yield_wait_does_not_shield_cancel": _TESTLOOP_ONLY,
+})
+
+# Per Python version: added to (and overriding) the above.
+_BY_VERSION = {
+    (3, 11): {
+        "test_streams.StreamTests.test_unhandled_exceptions": net(
+            "asyncio.start_server() (loop.create_server())"),
+        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_pathlib": net(
+            "loop.create_unix_connection()"),
+        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_pathlib": net(
+            "loop.create_unix_server()"),
+    },
+    (3, 12): {
+        "test_subprocess.MultiLoopChildWatcherTests": not_loop(
+            "only checks that MultiLoopChildWatcher() warns, no loop"),
+        "test_server.TestServer2": net("asyncio.start_server()"),
+        "test_events.EventLoopTests.test_create_server_trsock": net("loop.create_server()"),
+        "test_streams.StreamTests.test_unhandled_exceptions": net(
+            "asyncio.start_server() (loop.create_server())"),
+        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_pathlib": net(
+            "loop.create_unix_connection()"),
+        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_pathlib": net(
+            "loop.create_unix_server()"),
+        "test_unix_events.TestFork.test_fork_asyncio_subprocess": subproc(
+            "asyncio.create_subprocess_exec() in a forked child"),
+        "test_tasks.BaseTaskTests.test_task_set_name_pylong": _TESTLOOP_ONLY,
+        "test_tasks.BaseTaskTests.test_wait_generator": _TESTLOOP_ONLY,
+    },
+    (3, 13): {
+        "test_subprocess.MultiLoopChildWatcherTests": not_loop(
+            "only checks that MultiLoopChildWatcher() warns, no loop"),
+        "test_server.TestServer2": net("asyncio.start_server()"),
+        "test_server.UnixServerCleanupTests": net("asyncio.start_unix_server()"),
+        "test_base_events.BaseEventLoopTests.test_custom_run_forever_integration": stock(
+            "counts the loop._process_events calls of _run_once() (blocks in _run_once() on a real loop)"),
+        "test_events.EventLoopTests.test_create_server_trsock": net("loop.create_server()"),
+        "test_events.EventLoopTests.test_datagram_send_to_non_listening_address": net(
+            "loop.create_datagram_endpoint()"),
+        "test_streams.StreamTests.test_unclosed_server_resource_warnings": net(
+            "asyncio.start_server() (loop.create_server())"),
+        "test_streams.StreamTests.test_unhandled_cancel": net("asyncio.start_server() (loop.create_server())"),
+        "test_streams.StreamTests.test_unhandled_exception": net("asyncio.start_server() (loop.create_server())"),
+        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_pathlike": net(
+            "loop.create_unix_connection()"),
+        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_pathlike": net(
+            "loop.create_unix_server()"),
+        "test_unix_events.TestFork.test_fork_asyncio_subprocess": subproc(
+            "asyncio.create_subprocess_exec() in a forked child"),
+        "test_tasks.BaseTaskTests.test_sleep_when_delay_is_nan": _TESTLOOP_ONLY,
+        "test_tasks.BaseTaskTests.test_task_set_name_pylong": _TESTLOOP_ONLY,
+        "test_tasks.BaseTaskTests.test_wait_generator": _TESTLOOP_ONLY,
+    },
+}
+
+
+def _table(py):
+    table = dict(_CLASSES)
+    table.update(_RUN_CLASSES)
+    table.update(_TESTS)
+    table.update(_BY_VERSION.get(tuple(py), {}))
+    return table
+
+
+_TABLES = {}
+
+
+def keys_for(py):
+    return list(_get(py))
+
+
+def _get(py):
+    py = tuple(py)
+    if py not in _TABLES:
+        _TABLES[py] = _table(py)
+    return _TABLES[py]
+
+
+def lookup(key, py):
+    """The reason `key` is excluded on Python `py` (a (major, minor) tuple),
+    or None."""
+    return _get(py).get(key)
