@@ -113,6 +113,18 @@ rl_net_flush(RlLoop *loop)
     }
 }
 
+void
+rl_net_reap_cancelled(RlLoop *loop)
+{
+    /* Called from Python code (the ready phase or a coroutine), never from
+     * dispatch: the completion callbacks only record results and queue
+     * records, so an early dispatch is an early poll, nothing more. */
+    if (loop->reactor != NULL) {
+        (void)rl_reactor_flush(loop->reactor);
+        (void)rl_reactor_dispatch(loop->reactor);
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* Calling out to Python */
 
@@ -1427,5 +1439,7 @@ rl_net_loop_after_reactor_destroy(RlLoop *loop)
     PyMem_Free(loop->net.fdmap);
     loop->net.fdmap = NULL;
     loop->net.nfdmap = 0;
+    PyMem_Free(loop->net.scratch);
+    loop->net.scratch = NULL;
     Py_XDECREF(owners);
 }

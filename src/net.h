@@ -79,6 +79,7 @@ typedef struct rl_loop_net {
     struct RlStream **fdmap;  /* fd -> live transport (borrowed) */
     size_t nfdmap;
     size_t ntransports;       /* transports whose fd is still open */
+    char *scratch;            /* read buffer of readiness-mode reads */
 } rl_loop_net;
 
 #endif /* RL_NET_H */

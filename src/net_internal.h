@@ -43,6 +43,11 @@ void rl_net_release_owner(RlLoop *loop, PyObject *owner);
 /* Make every op submitted so far reach the kernel, so that the fd of an op
  * just cancelled may be closed at once (see reactor.h, flush). */
 void rl_net_flush(RlLoop *loop);
+/* Flush, then deliver the completions that are ready (the final ones of
+ * ops just cancelled, usually).  close()/abort() use it so that
+ * connection_lost() is queued at once when nothing is left in flight, at
+ * the point of the ready queue where asyncio's close() puts it. */
+void rl_net_reap_cancelled(RlLoop *loop);
 
 /* A ready-queue record whose only job is to drop `a`. */
 int rl_net_release_fn(RlLoop *loop, PyObject *a, PyObject *b);
@@ -122,8 +127,10 @@ typedef struct RlStream {
     PyObject *lost_exc;   /* what connection_lost() gets */
     PyObject *dict;
     PyObject *weakreflist;
-    /* read side: one RECV at a time, into rbuf (Protocol) or rview
-     * (BufferedProtocol: the buffer from get_buffer(), pinned) */
+    /* read side: one op at a time, a POLL (nothing pinned: the read is
+     * done when it fires) or a RECV into rbuf (Protocol) or rview
+     * (BufferedProtocol: the buffer from get_buffer(), pinned); see
+     * stream.c for when each is used */
     rl_netop rop;
     PyObject *rbuf;
     Py_buffer *rview;
@@ -136,12 +143,11 @@ typedef struct RlStream {
     size_t w_inflight; /* bytes the armed wop covers */
     struct msghdr *wmsg; /* SENDMSG header + iovecs (allocated on use) */
     size_t high, low;  /* write buffer limits */
-    size_t rsize;      /* size of the next RECV (adaptive) */
     unsigned conn_lost;
     int32_t rres;      /* result of the RECV not delivered yet */
     int fd;            /* -1 once closed */
     int family;
-    uint8_t rsmall;    /* consecutive small reads (shrinks rsize) */
+    uint8_t rrecv;     /* next read is a RECV (a stream is flowing) */
     uint8_t closing;   /* close() or a fatal error: no more reading */
     uint8_t eof;       /* write_eof() called */
     uint8_t paused;    /* pause_reading() */

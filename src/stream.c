@@ -32,22 +32,28 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <structmember.h>
 
-/* Adaptive read size: starts small (an idle connection pins little), grows
- * x4 when a read fills the buffer, halves after a run of reads using less
- * than an eighth of it. */
-#define RSIZE_MIN 256
-#define RSIZE_START 1024
-#define RSIZE_MAX (64 * 1024)
-#define RSMALL_RUN 4
-/* Reads of at most this (and at most half the buffer) are copied out of
- * the buffer, which is then reused; larger ones are handed over. */
-#define RCOPY_MAX (16 * 1024)
+/* Reading has two modes, chosen per read from the previous one:
+ *  - readiness (the default, and after a read that did not fill half of its
+ *    buffer: the peer is probably waiting for us): a POLL op, which pins no
+ *    memory, so an idle connection holds no buffer; when it fires, read_fn
+ *    reads at once, as asyncio does on readiness -- into the loop's scratch
+ *    buffer, copied to a bytes of the exact size (Protocol), or straight
+ *    into get_buffer()'s buffer (BufferedProtocol);
+ *  - completion (after a read that filled half of its buffer or more: a
+ *    stream is flowing): a RECV op into a fresh bytes of RBUF_SIZE, handed
+ *    to data_received() shrunk to what arrived (no copy), or into
+ *    get_buffer()'s buffer, pinned until the RECV completes; the kernel
+ *    fills it without a wake-up and a syscall per read.
+ * Measured (ARCHITECTURE.md): the same CPU per 1 KiB round trip as a RECV
+ * into a pinned buffer, and no buffer per idle connection. */
+#define RBUF_SIZE (64 * 1024)
 
 /* A write of at most this many bytes that must be queued is copied into a
  * chunk of our own (coalescing small writes); larger bytes objects are
@@ -59,7 +65,7 @@
 #define RL_IOV_BATCH 64
 
 static int read_arm(RlStream *t);
-static void force_close(RlStream *t, PyObject *exc);
+static void force_close(RlStream *t, PyObject *exc, int reap);
 static int fatal_error(RlStream *t, PyObject *exc, const char *msg);
 static int stream_do_close(RlStream *t);
 static int stream_do_close_socket(RlStream *t);
@@ -505,27 +511,53 @@ deliver_copy(RlStream *t, const char *p, size_t n)
     return 0;
 }
 
-/* Adapt rsize to a read of n bytes into a buffer of size `had`. */
 static void
-adapt_rsize(RlStream *t, size_t n, size_t had)
+release_rview(RlStream *t)
 {
-    if (n >= had) {
-        t->rsmall = 0;
-        if (t->rsize < RSIZE_MAX) {
-            t->rsize = t->rsize * 4 > RSIZE_MAX ? RSIZE_MAX : t->rsize * 4;
-        }
+    if (t->rview != NULL) {
+        PyBuffer_Release(t->rview);
+        PyMem_Free(t->rview);
+        t->rview = NULL;
     }
-    else if (n <= had / 8) {
-        if (++t->rsmall >= RSMALL_RUN) {
-            t->rsmall = 0;
-            if (t->rsize > RSIZE_MIN) {
-                t->rsize /= 2;
-            }
-        }
+    Py_CLEAR(t->rview_proto);
+}
+
+/* get_buffer(-1), pinned.  NULL with an exception (RuntimeError for an
+ * empty buffer). */
+static Py_buffer *
+get_protocol_buffer(RlStream *t)
+{
+    rl_state *st = t->loop->st;
+    PyObject *hint = PyLong_FromLong(-1);
+    if (hint == NULL) {
+        return NULL;
     }
-    else {
-        t->rsmall = 0;
+    PyObject *b = rl_net_call_method(t->context, t->protocol,
+                                     st->net.str_get_buffer, hint);
+    Py_DECREF(hint);
+    if (b == NULL) {
+        return NULL;
     }
+    Py_buffer *view = PyMem_Malloc(sizeof(Py_buffer));
+    if (view == NULL) {
+        Py_DECREF(b);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    int rc = PyObject_GetBuffer(b, view, PyBUF_WRITABLE);
+    Py_DECREF(b);
+    if (rc < 0) {
+        PyMem_Free(view);
+        return NULL;
+    }
+    if (view->len <= 0) {
+        PyBuffer_Release(view);
+        PyMem_Free(view);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "get_buffer() returned an empty buffer");
+        return NULL;
+    }
+    return view;
 }
 
 /* EOF from the peer: eof_received() decides whether to close. */
@@ -564,7 +596,62 @@ on_eof(RlStream *t)
     return 0;
 }
 
-/* The RECV's result, in the ready phase. */
+/* A readiness-mode read, now that POLLIN fired: into get_buffer()'s
+ * buffer (BufferedProtocol) or the loop's scratch buffer (Protocol; then
+ * *data gets a bytes of the exact size).  Returns bytes read, 0 at EOF,
+ * -errno (-EAGAIN: nothing after all), or INT32_MIN with an exception
+ * (get_buffer() failed).  *cap: the size of the buffer read into. */
+static int32_t
+read_now(RlStream *t, PyObject **data, size_t *cap)
+{
+    ssize_t n;
+    *data = NULL;
+    if (t->buffered) {
+        Py_buffer *view = get_protocol_buffer(t);
+        if (view == NULL) {
+            return INT32_MIN;
+        }
+        size_t len = (size_t)view->len;
+        if (len > INT32_MAX) {
+            len = INT32_MAX;
+        }
+        do {
+            n = recv(t->fd, view->buf, len, MSG_DONTWAIT);
+        } while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            int e = n < 0 ? -errno : 0;
+            PyBuffer_Release(view);
+            PyMem_Free(view);
+            return e;
+        }
+        t->rview = view;
+        Py_XSETREF(t->rview_proto, Py_NewRef(t->protocol));
+        *cap = len;
+        return (int32_t)n;
+    }
+    rl_loop_net *ln = &t->loop->net;
+    if (ln->scratch == NULL) {
+        ln->scratch = PyMem_Malloc(RBUF_SIZE);
+        if (ln->scratch == NULL) {
+            return -ENOMEM;
+        }
+    }
+    do {
+        n = recv(t->fd, ln->scratch, RBUF_SIZE, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        return n < 0 ? -errno : 0;
+    }
+    *data = PyBytes_FromStringAndSize(ln->scratch, n);
+    if (*data == NULL) {
+        return INT32_MIN;
+    }
+    *cap = RBUF_SIZE;
+    return (int32_t)n;
+}
+
+/* A read's result, in the ready phase: from a RECV (the data is in rbuf or
+ * rview) or a POLL (read it now). */
 static int
 read_fn(RlLoop *loop, PyObject *a, PyObject *b)
 {
@@ -573,13 +660,16 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
     rl_state *st = loop->st;
     int rc = 0;
     int32_t res = t->rres;
+    int polled = t->rop.op.kind == RL_OP_POLL;
+    PyObject *data = NULL, *r = NULL;
+    size_t cap = 0;
+
     t->rqueued = 0;
-    if (res > 0 && t->rbuf == NULL && t->rview == NULL) {
+    if (!polled && res > 0 && t->rbuf == NULL && t->rview == NULL) {
         /* Nothing holds the data (cannot happen: rqueued keeps a result
          * from being delivered twice); just read on. */
         res = -ECANCELED;
     }
-
     if (t->closing || t->lost_done || t->protocol == NULL) {
         /* close()/abort() came first: what arrived is dropped, as asyncio
          * no longer reads once closing. */
@@ -595,125 +685,135 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         goto out;
     }
     if (t->paused) {
-        /* Arrived after pause_reading(): kept for resume_reading(). */
-        t->rstash = 1;
+        /* A RECV's data that arrived after pause_reading() is kept for
+         * resume_reading(); a readiness is simply forgotten. */
+        t->rstash = !polled;
         goto out;
     }
     t->rstash = 0;
-    if (res > 0) {
-        PyObject *r = NULL;
-        if (t->rview != NULL) {
-            Py_buffer *view = t->rview;
-            PyObject *from = t->rview_proto;
-            t->rview = NULL;
-            t->rview_proto = NULL;
-            if (from == t->protocol && t->buffered) {
-                PyBuffer_Release(view);
-                PyMem_Free(view);
-                PyObject *nb = PyLong_FromLong(res);
-                if (nb != NULL) {
-                    r = rl_net_call_method(t->context, t->protocol,
-                                           st->net.str_buffer_updated, nb);
-                    Py_DECREF(nb);
-                }
+    if (polled) {
+        if (res >= 0) {
+            res = read_now(t, &data, &cap);
+            if (res == INT32_MIN) {
+                goto error_getbuf;
             }
-            else {
-                int drc = deliver_copy(t, view->buf, (size_t)res);
-                PyBuffer_Release(view);
-                PyMem_Free(view);
-                r = drc < 0 ? NULL : Py_NewRef(Py_None);
-            }
-            Py_XDECREF(from);
-            if (r == NULL) {
-                if (rl_net_exc_is_fatal()) {
-                    rc = -1;
-                    goto out;
-                }
-                PyObject *e = rl_err_get_raised();
-                rc = report_and_fatal(
-                    t, e,
-                    "Fatal error: protocol.buffer_updated() call failed.");
-                Py_XDECREF(e);
+            if (res == -EAGAIN || res == -EWOULDBLOCK) {
+                rc = read_arm(t); /* a spurious wake-up */
                 goto out;
             }
+        }
+    }
+    else if (res > 0) {
+        if (t->rview != NULL) {
+            cap = (size_t)t->rview->len;
         }
         else {
-            PyObject *data;
-            size_t had = (size_t)PyBytes_GET_SIZE(t->rbuf);
-            adapt_rsize(t, (size_t)res, had);
-            if ((size_t)res <= RCOPY_MAX && (size_t)res <= had / 2) {
-                /* A small read: copy it out (one exact-size allocation,
-                 * from pymalloc when small) and keep the buffer for the
-                 * next RECV.  Cheaper than shrinking and allocating a new
-                 * buffer (measured, see ARCHITECTURE.md). */
-                data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(t->rbuf),
-                                                 res);
-                if (data == NULL) {
-                    goto error;
-                }
-            }
-            else {
-                /* A large one: hand the buffer itself over, shrunk in
-                 * place (no copy). */
-                data = t->rbuf;
-                t->rbuf = NULL;
-                if ((size_t)res < had && _PyBytes_Resize(&data, res) < 0) {
-                    goto error;
-                }
-            }
-            if (!t->buffered) {
-                r = rl_net_call_method(t->context, t->protocol,
-                                       st->net.str_data_received, data);
-            }
-            else {
-                r = deliver_copy(t, PyBytes_AS_STRING(data), (size_t)res) < 0
-                        ? NULL
-                        : Py_NewRef(Py_None);
-            }
-            Py_DECREF(data);
-            if (r == NULL) {
-                if (rl_net_exc_is_fatal()) {
-                    rc = -1;
-                    /* asyncio's reader stays registered: keep reading. */
-                    PyObject *e = rl_err_get_raised();
-                    if (!t->closing && !t->paused && read_arm(t) < 0) {
-                        PyErr_Clear();
-                    }
-                    rl_err_set_raised(e);
-                    goto out;
-                }
-                PyObject *e = rl_err_get_raised();
-                rc = report_and_fatal(
-                    t, e, "Fatal error: protocol.data_received() call failed.");
-                Py_XDECREF(e);
-                goto out;
+            data = t->rbuf;
+            t->rbuf = NULL;
+            cap = (size_t)PyBytes_GET_SIZE(data);
+            if ((size_t)res < cap && _PyBytes_Resize(&data, res) < 0) {
+                goto error;
             }
         }
-        Py_DECREF(r);
-        if (!t->closing && !t->paused && !t->eof_seen) {
-            rc = read_arm(t);
+    }
+    if (res <= 0) {
+        /* EOF or an error: the buffers are not needed any more. */
+        release_rview(t);
+        Py_CLEAR(t->rbuf);
+        if (res == 0) {
+            rc = on_eof(t);
+            goto out;
         }
-        goto out;
-    }
-    /* EOF or an error: the buffers are not needed any more. */
-    if (t->rview != NULL) {
-        PyBuffer_Release(t->rview);
-        PyMem_Free(t->rview);
-        t->rview = NULL;
-    }
-    Py_CLEAR(t->rview_proto);
-    Py_CLEAR(t->rbuf);
-    if (res == 0) {
-        rc = on_eof(t);
-        goto out;
-    }
-    {
         PyObject *exc = rl_net_oserror(res, NULL);
         if (exc == NULL) {
             goto error;
         }
         rc = fatal_error(t, exc, "Fatal read error on socket transport");
         Py_DECREF(exc);
+        goto out;
+    }
+    /* Half the buffer or more: more is probably waiting, RECV next. */
+    t->rrecv = (size_t)res >= cap / 2;
+    if (t->rview != NULL) {
+        Py_buffer *view = t->rview;
+        PyObject *from = t->rview_proto;
+        t->rview = NULL;
+        t->rview_proto = NULL;
+        if (from == t->protocol && t->buffered) {
+            PyBuffer_Release(view);
+            PyMem_Free(view);
+            PyObject *nb = PyLong_FromLong(res);
+            if (nb != NULL) {
+                r = rl_net_call_method(t->context, t->protocol,
+                                       st->net.str_buffer_updated, nb);
+                Py_DECREF(nb);
+            }
+        }
+        else {
+            /* set_protocol() while the RECV was in flight */
+            int drc = deliver_copy(t, view->buf, (size_t)res);
+            PyBuffer_Release(view);
+            PyMem_Free(view);
+            r = drc < 0 ? NULL : Py_NewRef(Py_None);
+        }
+        Py_XDECREF(from);
+        if (r == NULL) {
+            goto error_callback;
+        }
+    }
+    else {
+        if (!t->buffered) {
+            r = rl_net_call_method(t->context, t->protocol,
+                                   st->net.str_data_received, data);
+        }
+        else {
+            /* set_protocol() while the RECV was in flight */
+            r = deliver_copy(t, PyBytes_AS_STRING(data), (size_t)res) < 0
+                    ? NULL
+                    : Py_NewRef(Py_None);
+        }
+        if (r == NULL) {
+            goto error_callback;
+        }
+    }
+    Py_DECREF(r);
+    if (!t->closing && !t->paused && !t->eof_seen) {
+        rc = read_arm(t);
+    }
+    goto out;
+
+error_callback:
+    if (rl_net_exc_is_fatal()) {
+        /* SystemExit/KeyboardInterrupt leave the loop; asyncio's reader
+         * stays registered: keep reading. */
+        PyObject *e = rl_err_get_raised();
+        if (!t->closing && !t->paused && read_arm(t) < 0) {
+            PyErr_Clear();
+        }
+        rl_err_set_raised(e);
+        rc = -1;
+        goto out;
+    }
+    {
+        PyObject *e = rl_err_get_raised();
+        rc = report_and_fatal(
+            t, e,
+            t->buffered
+                ? "Fatal error: protocol.buffer_updated() call failed."
+                : "Fatal error: protocol.data_received() call failed.");
+        Py_XDECREF(e);
+    }
+    goto out;
+error_getbuf:
+    if (rl_net_exc_is_fatal()) {
+        rc = -1;
+        goto out;
+    }
+    {
+        PyObject *e = rl_err_get_raised();
+        rc = report_and_fatal(
+            t, e, "Fatal error: protocol.get_buffer() call failed.");
+        Py_XDECREF(e);
     }
     goto out;
 error:
@@ -726,6 +826,7 @@ error:
         Py_XDECREF(e);
     }
 out:
+    Py_XDECREF(data);
     Py_DECREF(a);
     return rc;
 }
@@ -814,7 +915,7 @@ wop_cb(rl_op *op, int32_t res, uint32_t flags)
         }
         if (exc == NULL) {
             PyErr_Clear();
-            force_close(t, NULL);
+            force_close(t, NULL, 0); /* in dispatch: no reaping */
             rl_net_release_owner(loop, (PyObject *)t);
             return;
         }
@@ -891,16 +992,15 @@ wop_forget(rl_netop *n)
 /* ---------------------------------------------------------------------- */
 /* reading */
 
-/* Submit the next RECV (Python context: may call get_buffer()).  0, or -1
- * for an exception that must leave the loop. */
+/* Submit the next read op (Python context: may call get_buffer()).  0, or
+ * -1 for an exception that must leave the loop. */
 static int
 read_arm(RlStream *t)
 {
-    rl_state *st = t->loop->st;
     if (rop_busy(t) || t->rqueued || t->closing || t->lost_done ||
         loop_is_closed(t)) {
         /* In flight, or a result waits on the ready queue (read_fn arms
-         * the next RECV once it is delivered). */
+         * the next op once it is delivered). */
         return 0;
     }
     if (t->rstash) {
@@ -914,37 +1014,23 @@ read_arm(RlStream *t)
         t->rqueued = 1;
         return 0;
     }
-    void *buf;
-    size_t len;
-    if (t->buffered) {
-        PyObject *hint = PyLong_FromLong(-1);
-        if (hint == NULL) {
-            goto error_getbuf;
-        }
-        PyObject *b = rl_net_call_method(t->context, t->protocol,
-                                         st->net.str_get_buffer, hint);
-        Py_DECREF(hint);
-        if (b == NULL) {
-            goto error_getbuf;
-        }
-        Py_buffer *view = PyMem_Malloc(sizeof(Py_buffer));
+    rl_op *op = &t->rop.op;
+    if (!t->rrecv) {
+        op->kind = RL_OP_POLL;
+        op->flags = 0;
+        op->u.poll.events = POLLIN;
+    }
+    else if (t->buffered) {
+        Py_buffer *view = get_protocol_buffer(t);
         if (view == NULL) {
-            Py_DECREF(b);
-            PyErr_NoMemory();
-            goto error_getbuf;
-        }
-        if (PyObject_GetBuffer(b, view, PyBUF_WRITABLE) < 0) {
-            PyMem_Free(view);
-            Py_DECREF(b);
-            goto error_getbuf;
-        }
-        Py_DECREF(b);
-        if (view->len <= 0) {
-            PyBuffer_Release(view);
-            PyMem_Free(view);
-            PyErr_SetString(PyExc_RuntimeError,
-                            "get_buffer() returned an empty buffer");
-            goto error_getbuf;
+            if (rl_net_exc_is_fatal()) {
+                return -1;
+            }
+            PyObject *e = rl_err_get_raised();
+            int r = report_and_fatal(
+                t, e, "Fatal error: protocol.get_buffer() call failed.");
+            Py_XDECREF(e);
+            return r;
         }
         /* get_buffer() may have closed or paused us. */
         if (t->closing || t->paused || rop_busy(t)) {
@@ -954,59 +1040,42 @@ read_arm(RlStream *t)
         }
         t->rview = view;
         Py_XSETREF(t->rview_proto, Py_NewRef(t->protocol));
-        buf = view->buf;
-        len = (size_t)view->len;
+        op->kind = RL_OP_RECV;
+        op->u.io.buf = view->buf;
+        op->u.io.len = (size_t)view->len;
+        op->u.io.msg_flags = 0;
     }
     else {
-        if (t->rbuf == NULL ||
-            (size_t)PyBytes_GET_SIZE(t->rbuf) != t->rsize) {
-            Py_XSETREF(t->rbuf,
-                       PyBytes_FromStringAndSize(NULL,
-                                                 (Py_ssize_t)t->rsize));
+        if (t->rbuf == NULL) {
+            t->rbuf = PyBytes_FromStringAndSize(NULL, RBUF_SIZE);
             if (t->rbuf == NULL) {
-                goto error;
+                if (rl_net_exc_is_fatal()) {
+                    return -1;
+                }
+                PyObject *e = rl_err_get_raised();
+                int r = report_and_fatal(
+                    t, e, "Fatal read error on socket transport");
+                Py_XDECREF(e);
+                return r;
             }
         }
-        buf = PyBytes_AS_STRING(t->rbuf);
-        len = t->rsize;
+        op->kind = RL_OP_RECV;
+        op->u.io.buf = PyBytes_AS_STRING(t->rbuf);
+        op->u.io.len = RBUF_SIZE;
+        op->u.io.msg_flags = 0;
     }
-    t->rop.op.kind = RL_OP_RECV;
-    t->rop.op.u.io.buf = buf;
-    t->rop.op.u.io.len = len;
-    t->rop.op.u.io.msg_flags = 0;
     int rc = rl_netop_submit(t->loop, &t->rop);
     if (rc < 0) {
         rop_forget(&t->rop);
         PyObject *exc = rl_net_oserror(rc, NULL);
         if (exc == NULL) {
-            goto error;
+            return rl_net_exc_is_fatal() ? -1 : 0;
         }
         int r = fatal_error(t, exc, "Fatal read error on socket transport");
         Py_DECREF(exc);
         return r;
     }
     return 0;
-error_getbuf:
-    if (rl_net_exc_is_fatal()) {
-        return -1;
-    }
-    {
-        PyObject *e = rl_err_get_raised();
-        int r = report_and_fatal(
-            t, e, "Fatal error: protocol.get_buffer() call failed.");
-        Py_XDECREF(e);
-        return r;
-    }
-error:
-    if (rl_net_exc_is_fatal()) {
-        return -1;
-    }
-    {
-        PyObject *e = rl_err_get_raised();
-        int r = report_and_fatal(t, e, "Fatal read error on socket transport");
-        Py_XDECREF(e);
-        return r;
-    }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1051,6 +1120,17 @@ stream_do_close_socket(RlStream *t)
     return rc;
 }
 
+/* The ops just cancelled usually end at once: reap them now, so the end
+ * is queued where asyncio's close() queues _call_connection_lost (tests
+ * and applications count loop iterations after close()). */
+static void
+reap_if_ending(RlStream *t)
+{
+    if (t->conn_lost && !t->final_queued && (rop_busy(t) || wop_busy(t))) {
+        rl_net_reap_cancelled(t->loop);
+    }
+}
+
 /* asyncio's close(). */
 static int
 stream_do_close(RlStream *t)
@@ -1064,13 +1144,15 @@ stream_do_close(RlStream *t)
     }
     if (t->wsize == 0 && !wop_busy(t)) {
         schedule_lost(t, NULL);
+        reap_if_ending(t);
     }
     return 0;
 }
 
-/* asyncio's _force_close(exc): abort() and fatal errors. */
+/* asyncio's _force_close(exc): abort() and fatal errors.  reap: called
+ * from Python code (not from dispatch), reap the cancelled ops at once. */
 static void
-force_close(RlStream *t, PyObject *exc)
+force_close(RlStream *t, PyObject *exc, int reap)
 {
     if (t->conn_lost) {
         return;
@@ -1088,6 +1170,9 @@ force_close(RlStream *t, PyObject *exc)
     }
     t->closing = 1;
     schedule_lost(t, exc);
+    if (reap) {
+        reap_if_ending(t);
+    }
 }
 
 /* asyncio's _fatal_error(exc, message): OSErrors are expected (logged in
@@ -1124,7 +1209,7 @@ fatal_error(RlStream *t, PyObject *exc, const char *msg)
                            (PyObject *)t, st->net.str_protocol,
                            t->protocol);
     }
-    force_close(t, exc);
+    force_close(t, exc, 1);
     return rc;
 }
 
@@ -1282,7 +1367,6 @@ rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
     t->aio_protocol_paused = Py_NewRef(Py_False);
     t->context = ctx;
     t->fd = -1;
-    t->rsize = RSIZE_START;
     rl_netop_init(&t->rop, (PyObject *)t, rop_cb, fd, RL_OP_RECV, rop_forget);
     rl_netop_init(&t->wop, (PyObject *)t, wop_cb, fd, RL_OP_SEND, wop_forget);
     if (t->context == NULL) {
@@ -1767,7 +1851,7 @@ Stream_abort(RlStream *t, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return NULL;
     }
-    force_close(t, NULL);
+    force_close(t, NULL, 1);
     Py_RETURN_NONE;
 }
 
@@ -2011,7 +2095,7 @@ Stream__state(RlStream *t, PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("{sisisisnsnsisi}", "reading_op", rop_busy(t),
                          "writing_op", wop_busy(t), "queued_chunks",
-                         (int)t->wq_len, "rsize", (Py_ssize_t)t->rsize,
+                         (int)t->wq_len, "rrecv", (Py_ssize_t)t->rrecv,
                          "wsize", (Py_ssize_t)t->wsize, "lost_done",
                          t->lost_done, "final_queued", t->final_queued);
 }

@@ -118,14 +118,17 @@ class Server(base_events.Server):
             self._clients = weakref.WeakSet()
 
     if not _PY313:
-        # 3.11/3.12's _attach()/_detach() take no transport: count and
-        # track it here, so transports always pass themselves.
-        def _attach(self, transport):
+        # 3.11/3.12's _attach()/_detach() take no transport (and code,
+        # CPython's tests among it, calls them so): count as they do, and
+        # also track the transports ours pass.
+        def _attach(self, transport=None):
             super()._attach()
-            self._clients.add(transport)
+            if transport is not None:
+                self._clients.add(transport)
 
-        def _detach(self, transport):
-            self._clients.discard(transport)
+        def _detach(self, transport=None):
+            if transport is not None:
+                self._clients.discard(transport)
             super()._detach()
 
         def close_clients(self):
