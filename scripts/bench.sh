@@ -27,4 +27,9 @@ git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parent
 (cd "$src" && "$venv/bin/python" -m pip install -q --no-cache-dir .)
 rm -rf "$src"
 # Measure the copy installed in the venv (not an in-tree build).
-exec "$venv/bin/python" benchmarks/run.py --ringloop-path installed "$@"
+status=0
+"$venv/bin/python" benchmarks/run.py --ringloop-path installed "$@" || status=$?
+# Memory: bytes per pending task and per idle connection, same loops.
+echo
+"$venv/bin/python" benchmarks/memory.py || status=$?
+exit $status

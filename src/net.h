@@ -1,17 +1,85 @@
 /* net.h -- stream transports, servers and their loop integration.
- * (Owned by the networking work, issue 5.  Included by internal.h.) */
+ * (Owned by the networking work, issue 5.  Included by internal.h after
+ * Python.h, before the object layouts: only pointers to them here.)
+ *
+ * Every networking op is an rl_netop: an rl_op plus what the loop needs to
+ * know about it while the kernel owns it.  Submitting one through
+ * rl_netop_submit() takes a strong reference to its owner (the transport,
+ * listener or sock_* request that embeds it) and links it into the loop's
+ * list of held ops; the final completion gives the reference back
+ * (rl_netop_done()).  So an object whose memory or buffers the kernel may
+ * still write to can never be freed, and when the loop closes,
+ * rl_net_loop_after_reactor_destroy() walks that list to release what the
+ * ops pinned. */
 #ifndef RL_NET_H
 #define RL_NET_H
 
+#include "reactor.h"
+
+struct RlLoop;
+struct RlStream;
+
+typedef struct rl_netop rl_netop;
+
+/* The loop was closed (the reactor destroyed) while the op was armed: no
+ * completion will come; release what the op pinned (buffers).  The owner
+ * reference is dropped by the caller afterwards. */
+typedef void (*rl_netop_forget_fn)(rl_netop *n);
+
+struct rl_netop {
+    rl_op op;              /* first: the reactor hands us &op */
+    PyObject *owner;           /* PyObject *; strong ref held while `held` */
+    rl_netop *next, *prev; /* loop->net.held */
+    rl_netop_forget_fn forget;
+    uint8_t held;
+};
+
 /* Per-module networking state (types, cached objects).  Lives inside
- * rl_state as `st->net`. */
+ * rl_state as `st->net`; net.c's traverse/clear mirror it. */
 typedef struct rl_net_state {
-    int unused;
+    PyTypeObject *StreamType;    /* ringloop._core.StreamTransport */
+    PyTypeObject *ListenerType;  /* a listening socket's accept machinery */
+    PyTypeObject *SockOpType;    /* one sock_connect()/sock_accept() */
+    PyTypeObject *AwaitableType; /* what sock_connect/sock_accept return */
+    /* cached stdlib objects (strong) */
+    PyObject *socket_socket;       /* socket.socket */
+    PyObject *aio_TransportSocket; /* asyncio.trsock.TransportSocket */
+    PyObject *aio_BufferedProtocol;
+    PyObject *aio_logger;          /* asyncio.log.logger */
+    PyObject *aio_FlowControlMixin; /* base of StreamTransport, or NULL */
+    PyObject *ssl_SSLSocket;       /* ssl.SSLSocket, or None without ssl */
+    /* interned method names */
+    PyObject *str_connection_made;
+    PyObject *str_connection_lost;
+    PyObject *str_data_received;
+    PyObject *str_eof_received;
+    PyObject *str_get_buffer;
+    PyObject *str_buffer_updated;
+    PyObject *str_pause_writing;
+    PyObject *str_resume_writing;
+    PyObject *str_attach;
+    PyObject *str_detach;
+    PyObject *str_close;
+    PyObject *str_add_done_callback;
+    PyObject *str_sock_connect_slow;
+    PyObject *str_call_later;
+    PyObject *str_warning;
+    PyObject *str_debug;
+    PyObject *str_transport;
+    PyObject *str_protocol;
+    PyObject *str_socket;
+    PyObject *str_sockname;
+    PyObject *str_peername;
+    PyObject *str_gettimeout;
 } rl_net_state;
 
 /* Per-loop networking state.  Lives inside RlLoop as `loop->net`. */
 typedef struct rl_loop_net {
-    int unused;
+    rl_netop *held;           /* ops the kernel owns, with their owners */
+    struct RlStream **fdmap;  /* fd -> live transport (borrowed) */
+    size_t nfdmap;
+    size_t ntransports;       /* transports whose fd is still open */
+    char *scratch;            /* read buffer of readiness-mode reads */
 } rl_loop_net;
 
 #endif /* RL_NET_H */

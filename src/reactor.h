@@ -166,6 +166,19 @@ typedef struct rl_reactor_ops {
     void (*wakeup)(rl_reactor *r);
     /* Number of ops ARMED or CANCELLING (debug counters, leak checks). */
     size_t (*inflight)(rl_reactor *r);
+    /* Hand every op submitted (or cancelled) so far to the kernel now,
+     * without waiting, and let the kernel finish the cancelled ones (their
+     * completions are delivered by the next dispatch as usual).  Afterwards
+     * the fd of an op that was cancelled may be closed (and its number
+     * reused) at once: the kernel resolved the fd to its file when it took
+     * the request, the op completes -ECANCELED (or with what it did before
+     * the cancel) without touching the fd again, and the file is not kept
+     * open by the cancelled request (a listening socket closed right after
+     * refuses connections).  Without it, a request still queued (io_uring:
+     * in the SQ) would be issued on whatever file the number names by the
+     * next wait.  0 or -errno.  epoll: nothing to do (its syscalls run in
+     * dispatch, a cancelled op is off its fd's lists at once). */
+    int (*flush)(rl_reactor *r);
 } rl_reactor_ops;
 
 /* Every backend's rl_reactor struct begins with this header. */
@@ -206,6 +219,12 @@ static inline void
 rl_reactor_wakeup(rl_reactor *r)
 {
     r->ops->wakeup(r);
+}
+
+static inline int
+rl_reactor_flush(rl_reactor *r)
+{
+    return r->ops->flush(r);
 }
 
 static inline void

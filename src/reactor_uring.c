@@ -1167,6 +1167,21 @@ uring_inflight(rl_reactor *r)
     return ((rl_uring *)r)->inflight;
 }
 
+/* Submit what the SQ holds and run pending completion work, without
+ * waiting.  The kernel took its own reference to each request's file at
+ * submission (no fixed files here), so the issuer may close an fd whose ops
+ * it has cancelled; running the completion work (deferred with
+ * DEFER_TASKRUN until an enter with GETEVENTS) lets the cancelled requests
+ * drop those references now: a listening socket closed right after its
+ * accept was cancelled refuses connections at once, as with epoll. */
+static int
+uring_flush(rl_reactor *r)
+{
+    rl_uring *u = (rl_uring *)r;
+    int rc = io_uring_submit_and_get_events(&u->ring);
+    return rc < 0 && !transient(rc) && rc != -EINTR ? rc : 0;
+}
+
 const rl_reactor_ops rl_uring_ops = {
     .name = "io_uring",
     .create = uring_create,
@@ -1177,4 +1192,5 @@ const rl_reactor_ops rl_uring_ops = {
     .dispatch = uring_dispatch,
     .wakeup = uring_wakeup,
     .inflight = uring_inflight,
+    .flush = uring_flush,
 };

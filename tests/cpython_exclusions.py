@@ -9,8 +9,8 @@ class name, or for a class we combine from mixins our name for it
 test_sendfile.SendfileTests); see test_cpython_suite.py.
 
 The reason's category decides what happens:
-  NET, SUBPROC, SSL, PIPES  ringloop lacks the feature yet: skipped on
-                            ringloop; run on stock asyncio
+  SUBPROC, SSL, PIPES,      ringloop lacks the feature yet: skipped on
+  SENDFILE                  ringloop; run on stock asyncio
                             (RINGLOOP_TEST_LOOP=asyncio)
   STOCK                     the test checks stock asyncio internals: skipped
   NOT_LOOP                  the CPython class does not run on a loop from a
@@ -23,16 +23,16 @@ A stale key (matching no test of the running Python) fails
 test_no_stale_exclusions.
 """
 
-NET = "networking (issue 5)"
 SUBPROC = "subprocess (later issue)"
 SSL = "ssl (later)"
 PIPES = "pipe transports (later issue)"
+SENDFILE = "sendfile (later issue)"
 STOCK = "tests stock asyncio internals"
 NOT_LOOP = "not run on a loop from a factory"
 BUG = "ringloop bug"
 HANG = "ringloop bug (hangs)"
 
-_NOT_IMPLEMENTED_YET = (NET, SUBPROC, SSL, PIPES)
+_NOT_IMPLEMENTED_YET = (SUBPROC, SSL, PIPES, SENDFILE)
 
 
 def applies(reason, on_ringloop):
@@ -42,8 +42,8 @@ def applies(reason, on_ringloop):
     return not reason.startswith(_NOT_IMPLEMENTED_YET + (BUG,))
 
 
-def net(what):
-    return f"{NET}: {what}"
+def sendfile(what):
+    return f"{SENDFILE}: {what}"
 
 
 def subproc(what):
@@ -176,8 +176,7 @@ _CLASSES = {
     "test_unix_events.PolicyTests": stock(
         "the Unix DefaultEventLoopPolicy's child watcher management"),
     "test_unix_events.SelectorEventLoopUnixSockSendfileTests": stock(
-        "_UnixSelectorEventLoop._sock_sendfile_native*() and loop._selector (also needs "
-        "create_server/sock_connect, issue 5)"),
+        "_UnixSelectorEventLoop._sock_sendfile_native*() and loop._selector"),
 }
 
 # ---------------------------------------------------------------------------
@@ -192,10 +191,7 @@ _TESTLOOP_ONLY = not_loop(
 # under test.
 
 _RUN_CLASSES = {
-    "test_events.TestServer": net("loop.create_server()"),
-    "test_sendfile.SendfileTests": net("loop.sendfile()/sock_sendfile() over TCP"),
-    "test_buffered_proto.BufferedProtocolTests": net("loop.create_server()/create_connection()"),
-    "test_server.StartServerTests": net("asyncio.start_server()/start_unix_server()"),
+    "test_sendfile.SendfileTests": sendfile("loop.sendfile()/sock_sendfile() over TCP"),
     "test_subprocess.SubprocessMixin": subproc(
         "asyncio.create_subprocess_*()"),
     "test_subprocess.GenericWatcherTests": subproc("asyncio.create_subprocess_exec() with child watchers"),
@@ -219,25 +215,12 @@ _TESTS = {
     # test_base_events.BaseEventLoopWithSelectorTests
     "test_base_events.BaseEventLoopWithSelectorTests.test_accept_connection_exception": stock("SelectorEventLoop._accept_connection() with loop._remove_reader mocked"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_accept_connection_retry": stock("SelectorEventLoop._accept_connection()"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_bluetooth": stock("patches asyncio.base_events.socket"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_connect_err": stock("replaces loop.getaddrinfo/sock_connect, which stock create_connection calls"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_host_port_sock": net("loop.create_connection()"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ip_addr": stock("patches asyncio.base_events.socket"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ipv6_scope": stock("patches asyncio.base_events.socket, mocks loop._add_reader/_add_writer"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_multiple": stock("replaces loop.getaddrinfo/sock_connect, which stock create_connection calls"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_multiple_errors": stock("patches asyncio.base_events.socket"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_multiple_errors_local_addr": stock("patches asyncio.base_events.socket, replaces loop.sock_connect"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_getaddrinfo": stock("replaces loop.getaddrinfo, which stock create_connection calls"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_host_port_sock": net("loop.create_connection()"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_inet_pton": stock("patches asyncio.base_events.socket"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_local_addr": stock("replaces loop.getaddrinfo, which stock create_connection calls"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_ssl_server_hostname_errors": net("argument checks of loop.create_connection(ssl=..., server_hostname=...)"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_service_name": stock("patches asyncio.base_events.socket, mocks loop._add_reader/_add_writer"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_bluetooth": stock("a mock socket from a patched asyncio.base_events.socket: stock sock_connect() calls its connect(), ringloop's is a CONNECT op on its fileno()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ip_addr": stock("a mock socket from a patched asyncio.base_events.socket: stock sock_connect() calls its connect(), ringloop's is a CONNECT op on its fileno(), and asserts getaddrinfo is not called for an IP"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ipv6_scope": stock("a mock socket from a patched asyncio.base_events.socket: stock sock_connect() calls its connect(), ringloop's is a CONNECT op on its fileno(), with loop._add_reader/_add_writer mocked"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_inet_pton": stock("a mock socket from a patched asyncio.base_events.socket: stock sock_connect() calls its connect(), ringloop's is a CONNECT op on its fileno()"),
+    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_service_name": stock("a mock socket from a patched asyncio.base_events.socket: stock sock_connect() calls its connect(), ringloop's is a CONNECT op on its fileno(), with loop._add_reader/_add_writer mocked"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ssl_server_hostname_default": stock("replaces loop.getaddrinfo/sock_connect/_make_ssl_transport"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ssl_server_hostname_errors": net("argument checks of loop.create_connection(ssl=..., server_hostname=...)"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ssl_timeout_for_plain_socket": net("argument checks of loop.create_connection(ssl_handshake_timeout=...)"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_timeout": stock("patches asyncio.base_events.socket, replaces loop.sock_connect"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_wrong_sock": net("loop.create_connection()"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_allow_broadcast": stock("replaces loop.sock_connect and asserts it is not called"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_cant_bind": stock("patches asyncio.base_events.socket"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_connect_err": stock("replaces loop.sock_connect, which stock create_datagram_endpoint calls"),
@@ -246,61 +229,19 @@ _TESTS = {
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_nosoreuseport": stock("patches asyncio.base_events.socket"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_setblk_err": stock("patches asyncio.base_events.socket"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_socket_err": stock("patches asyncio.base_events.socket"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_cant_bind": stock("patches asyncio.base_events.socket"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_empty_host": stock("replaces loop.getaddrinfo, which stock create_server calls"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_host_port_sock": net("loop.create_server()"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_ipv6": net("loop.create_server()"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_no_getaddrinfo": stock("replaces loop.getaddrinfo, which stock create_server calls"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_no_host_port_sock": net("loop.create_server()"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_nosoreuseport": stock("patches asyncio.base_events.socket"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_soreuseport_only_defined": stock("patches asyncio.base_events.socket"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_ssl_timeout_for_plain_socket": net("argument checks of loop.create_server(ssl_handshake_timeout=...)"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_stream_bittype": net("loop.create_server()"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_server_wrong_sock": net("loop.create_server()"),
     # test_events.EventLoopTests
     "test_events.EventLoopTests.test_bidirectional_pty": pipes("loop.connect_read_pipe()"),
-    # test_sock_lowlevel.SockTests: sock_recv*/sock_sendall/sock_recvfrom*/
-    # sock_sendto run; these also need the stream half of issue 5.
-    "test_sock_lowlevel.SockTests.test_cancel_sock_accept": net("loop.sock_accept()"),
-    "test_sock_lowlevel.SockTests.test_create_connection_sock": net("loop.create_connection(sock=...)"),
-    "test_sock_lowlevel.SockTests.test_huge_content": net("loop.sock_connect()"),
-    "test_sock_lowlevel.SockTests.test_huge_content_recvinto": net("loop.sock_connect()"),
-    "test_sock_lowlevel.SockTests.test_sock_accept": net("loop.sock_accept()"),
-    "test_sock_lowlevel.SockTests.test_sock_client_connect_racing": net("loop.sock_connect()"),
-    "test_sock_lowlevel.SockTests.test_sock_client_fail": net("loop.sock_connect()"),
-    "test_sock_lowlevel.SockTests.test_sock_client_ops": net("loop.sock_connect()"),
-    "test_sock_lowlevel.SockTests.test_sock_client_racing": net("loop.sock_connect()"),
-    "test_sock_lowlevel.SockTests.test_unix_sock_client_ops": net("loop.sock_connect()"),
-    "test_events.EventLoopTests.test_connect_accepted_socket": net("loop.connect_accepted_socket()"),
-    "test_events.EventLoopTests.test_connect_accepted_socket_ssl_timeout_for_plain_socket": net("argument checks of loop.connect_accepted_socket(ssl_handshake_timeout=...)"),
-    "test_events.EventLoopTests.test_create_connection": net("loop.create_connection()"),
-    "test_events.EventLoopTests.test_create_connection_local_addr": net("loop.create_connection()"),
-    "test_events.EventLoopTests.test_create_connection_local_addr_in_use": net("loop.create_connection()"),
-    "test_events.EventLoopTests.test_create_connection_local_addr_nomatch_family": net("loop.create_connection()"),
-    "test_events.EventLoopTests.test_create_connection_local_addr_skip_different_family": net("loop.create_connection()"),
-    "test_events.EventLoopTests.test_create_server": net("loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_addr_in_use": net("loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_dual_stack": net("loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_multiple_hosts_ipv4": net("loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_multiple_hosts_ipv6": net("loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_reuse_port": net("loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_sock": net("loop.create_server()"),
     "test_events.EventLoopTests.test_create_server_ssl": ssl("TLS over loop.create_server()"),
     "test_events.EventLoopTests.test_create_server_ssl_match_failed": ssl("TLS over loop.create_server()"),
     "test_events.EventLoopTests.test_create_server_ssl_verified": ssl("TLS over loop.create_server()"),
     "test_events.EventLoopTests.test_create_server_ssl_verify_failed": ssl("TLS over loop.create_server()"),
     "test_events.EventLoopTests.test_create_ssl_connection": ssl("TLS over loop.create_connection()"),
     "test_events.EventLoopTests.test_create_ssl_unix_connection": ssl("TLS over loop.create_unix_connection()"),
-    "test_events.EventLoopTests.test_create_unix_connection": net("loop.create_unix_connection()"),
-    "test_events.EventLoopTests.test_create_unix_server": net("loop.create_unix_server()"),
-    "test_events.EventLoopTests.test_create_unix_server_path_socket_error": net("loop.create_unix_server()"),
     "test_events.EventLoopTests.test_create_unix_server_ssl": ssl("TLS over loop.create_unix_server()"),
     "test_events.EventLoopTests.test_create_unix_server_ssl_verified": ssl("TLS over loop.create_unix_server()"),
     "test_events.EventLoopTests.test_create_unix_server_ssl_verify_failed": ssl("TLS over loop.create_unix_server()"),
-    "test_events.EventLoopTests.test_prompt_cancellation": net("loop._stop_serving() (servers)"),
     "test_events.EventLoopTests.test_read_pipe": pipes("loop.connect_read_pipe()"),
     "test_events.EventLoopTests.test_read_pty_output": pipes("loop.connect_read_pipe()"),
-    "test_events.EventLoopTests.test_server_close": net("loop.create_server()"),
     "test_events.EventLoopTests.test_ssl_connect_accepted_socket": ssl("TLS over loop.connect_accepted_socket()"),
     "test_events.EventLoopTests.test_subprocess_close_after_finish": subproc("loop.subprocess_shell()"),
     "test_events.EventLoopTests.test_subprocess_close_client_stream": subproc("loop.subprocess_exec()"),
@@ -323,7 +264,6 @@ _TESTS = {
     "test_events.EventLoopTests.test_write_pty": pipes("loop.connect_write_pipe()"),
     # test_runners.RunTests
     # test_ssl.TestSSL
-    "test_ssl.TestSSL.test_connect_accepted_socket": net("loop.connect_accepted_socket() (plain TCP; hangs in the client thread without it)"),
     "test_ssl.TestSSL.test_connect_timeout_warning": ssl("TLS over loop.create_connection()"),
     "test_ssl.TestSSL.test_create_connection_memory_leak": ssl("TLS over loop.create_connection()"),
     "test_ssl.TestSSL.test_create_connection_ssl_1": ssl("TLS over loop.create_connection()"),
@@ -356,41 +296,12 @@ _TESTS = {
     "test_sslproto.StartTLSTests.test_start_tls_slow_client_cancel": ssl("TLS over loop.create_connection()"),
     "test_sslproto.StartTLSTests.test_start_tls_wrong_args": ssl("TLS over loop.start_tls()"),
     # test_streams.StreamTests
-    "test_streams.StreamTests.test_async_writer_api": net("asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_async_writer_api_exception_after_close": net("asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_drain_raises": net("asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_eof_feed_when_closing_writer": net("asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_open_connection": net("asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_open_connection_error": net("asyncio.open_connection() (loop.create_connection())"),
     "test_streams.StreamTests.test_open_connection_no_loop_ssl": ssl("TLS over asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_open_unix_connection": net("asyncio.open_unix_connection()"),
-    "test_streams.StreamTests.test_open_unix_connection_error": net("asyncio.open_unix_connection()"),
     "test_streams.StreamTests.test_open_unix_connection_no_loop_ssl": ssl("TLS over asyncio.open_unix_connection()"),
     "test_streams.StreamTests.test_read_all_from_pipe_reader": pipes("loop.connect_read_pipe()"),
-    "test_streams.StreamTests.test_start_server": net("asyncio.start_server() (loop.create_server())"),
     "test_streams.StreamTests.test_start_tls": ssl("TLS over asyncio.start_server() (loop.create_server())"),
-    "test_streams.StreamTests.test_start_unix_server": net("asyncio.start_unix_server()"),
-    "test_streams.StreamTests.test_unclosed_resource_warnings": net("asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_wait_closed_on_close": net("asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_wait_closed_on_close_with_unread_data": net("asyncio.open_connection() (loop.create_connection())"),
     # test_unix_events.SelectorEventLoopUnixSocketTests
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_nopath_nosock": net("loop.create_unix_connection()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_nossl_serverhost": net("argument checks of loop.create_unix_connection(server_hostname=...)"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_path_inetsock": net("loop.create_unix_connection()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_path_sock": net("loop.create_unix_connection()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_ssl_noserverhost": net("argument checks of loop.create_unix_connection(ssl=...)"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_ssl_timeout_with_plain_sock": net("argument checks of loop.create_unix_connection(ssl_handshake_timeout=...)"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_bind_error": stock("patches asyncio.unix_events.socket (also needs create_unix_server, issue 5)"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_existing_path_nonsock": net("loop.create_unix_server()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_existing_path_sock": net("loop.create_unix_server()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_nopath_nosock": net("loop.create_unix_server()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_path_dgram": net("loop.create_unix_server()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_path_inetsock": net("loop.create_unix_server()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_path_stream_bittype": net("loop.create_unix_server()"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_ssl_bool": net("argument checks of loop.create_unix_server(ssl=True)"),
-    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_ssl_timeout_with_plain_sock": net("argument checks of loop.create_unix_server(ssl_handshake_timeout=...)"),
     # test_unix_events.TestFunctional
-    "test_unix_events.TestFunctional.test_add_reader_or_writer_transport_fd": net("loop.create_connection()"),
 }
 
 _TESTS.update({
@@ -403,9 +314,6 @@ _TESTS.update({
         "checks asyncio.new_event_loop() in child interpreters (stock loop)"),
     "test_events.PolicyTests.test_event_loop_policy": not_loop(
         "the NotImplementedError stubs of asyncio.AbstractEventLoopPolicy itself"),
-    # passes on ringloop only because NotImplementedError is a RuntimeError
-    "test_streams.StreamTests.test_loop_is_closed_resource_warnings": net(
-        "asyncio.open_connection() (loop.create_connection())"),
     # test_tasks.BaseTaskTests (all eight Task/Future variants): only the tests
     # that create a loop with asyncio.new_event_loop() run on the loop under test
     "test_tasks.SetMethodsTest": _TESTLOOP_ONLY,
@@ -490,24 +398,10 @@ _TESTS.update({
 # Per Python version: added to (and overriding) the above.
 _BY_VERSION = {
     (3, 11): {
-        "test_streams.StreamTests.test_unhandled_exceptions": net(
-            "asyncio.start_server() (loop.create_server())"),
-        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_pathlib": net(
-            "loop.create_unix_connection()"),
-        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_pathlib": net(
-            "loop.create_unix_server()"),
     },
     (3, 12): {
         "test_subprocess.MultiLoopChildWatcherTests": not_loop(
             "only checks that MultiLoopChildWatcher() warns, no loop"),
-        "test_server.TestServer2": net("asyncio.start_server()"),
-        "test_events.EventLoopTests.test_create_server_trsock": net("loop.create_server()"),
-        "test_streams.StreamTests.test_unhandled_exceptions": net(
-            "asyncio.start_server() (loop.create_server())"),
-        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_pathlib": net(
-            "loop.create_unix_connection()"),
-        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_pathlib": net(
-            "loop.create_unix_server()"),
         "test_unix_events.TestFork.test_fork_asyncio_subprocess": subproc(
             "asyncio.create_subprocess_exec() in a forked child"),
         "test_tasks.BaseTaskTests.test_task_set_name_pylong": _TESTLOOP_ONLY,
@@ -516,19 +410,8 @@ _BY_VERSION = {
     (3, 13): {
         "test_subprocess.MultiLoopChildWatcherTests": not_loop(
             "only checks that MultiLoopChildWatcher() warns, no loop"),
-        "test_server.TestServer2": net("asyncio.start_server()"),
-        "test_server.UnixServerCleanupTests": net("asyncio.start_unix_server()"),
         "test_base_events.BaseEventLoopTests.test_custom_run_forever_integration": stock(
             "counts the loop._process_events calls of _run_once() (blocks in _run_once() on a real loop)"),
-        "test_events.EventLoopTests.test_create_server_trsock": net("loop.create_server()"),
-        "test_streams.StreamTests.test_unclosed_server_resource_warnings": net(
-            "asyncio.start_server() (loop.create_server())"),
-        "test_streams.StreamTests.test_unhandled_cancel": net("asyncio.start_server() (loop.create_server())"),
-        "test_streams.StreamTests.test_unhandled_exception": net("asyncio.start_server() (loop.create_server())"),
-        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_connection_pathlike": net(
-            "loop.create_unix_connection()"),
-        "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_pathlike": net(
-            "loop.create_unix_server()"),
         "test_unix_events.TestFork.test_fork_asyncio_subprocess": subproc(
             "asyncio.create_subprocess_exec() in a forked child"),
         "test_tasks.BaseTaskTests.test_sleep_when_delay_is_nan": _TESTLOOP_ONLY,

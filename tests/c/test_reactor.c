@@ -722,6 +722,81 @@ test_fd_reuse(void)
     rl_reactor_destroy(r);
 }
 
+/* flush(): after cancelling a RECV submitted in this very iteration and
+ * flushing, its fd may be closed and its number reused at once: the
+ * cancelled op must not read from the new socket that got the number. */
+static void
+test_flush_then_close(void)
+{
+    rl_reactor *r = mk();
+    int sv[2], sv2[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    top t;
+    top_init(&t, r, RL_OP_RECV, sv[0]);
+    t.op.u.io.buf = t.buf;
+    t.op.u.io.len = sizeof(t.buf);
+    CHECK(rl_reactor_submit(r, &t.op) == 0);
+    CHECK(rl_reactor_cancel(r, &t.op) == 0);
+    CHECK(rl_reactor_flush(r) == 0);
+    int fd = sv[0];
+    close(sv[0]);
+    close(sv[1]);
+    /* The lowest free numbers: sv2[0] takes the old fd's number. */
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2) == 0);
+    CHECK(sv2[0] == fd || sv2[1] == fd);
+    int reused = sv2[0] == fd ? sv2[0] : sv2[1];
+    int other = reused == sv2[0] ? sv2[1] : sv2[0];
+    CHECK(write(other, "abc", 3) == 3);
+    SPIN_UNTIL(r, t.final == 1, 2.0);
+    CHECK(t.final == 1);
+    CHECK(t.last_res == -ECANCELED);
+    char buf[8];
+    CHECK(read(reused, buf, sizeof(buf)) == 3); /* nothing was stolen */
+    CHECK(OPS->inflight(r) == 0);
+    CHECK(rl_reactor_flush(r) == 0); /* nothing queued: a no-op */
+    close(sv2[0]);
+    close(sv2[1]);
+    rl_reactor_destroy(r);
+}
+
+/* flush(): a listening socket whose multishot accept was cancelled and
+ * flushed, then closed, refuses connections at once (the cancelled request
+ * does not keep it open). */
+static void
+test_flush_listener_close(void)
+{
+    rl_reactor *r = mk();
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(ls >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof(a);
+    CHECK(bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0);
+    CHECK(listen(ls, 16) == 0);
+    CHECK(getsockname(ls, (struct sockaddr *)&a, &al) == 0);
+    top t;
+    top_init(&t, r, RL_OP_ACCEPT, ls);
+    t.op.flags = RL_OPF_MULTISHOT;
+    CHECK(rl_reactor_submit(r, &t.op) == 0);
+    rl_reactor_wait(r, 10 * 1000000LL); /* armed in the kernel */
+    rl_reactor_dispatch(r);
+    CHECK(rl_reactor_cancel(r, &t.op) == 0);
+    CHECK(rl_reactor_flush(r) == 0);
+    close(ls);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(c >= 0);
+    int rc = connect(c, (struct sockaddr *)&a, sizeof(a));
+    int e = errno;
+    close(c);
+    CHECK(rc < 0 && e == ECONNREFUSED);
+    SPIN_UNTIL(r, t.final == 1, 2.0);
+    CHECK(t.final == 1);
+    CHECK(OPS->inflight(r) == 0);
+    rl_reactor_destroy(r);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -765,6 +840,8 @@ main(int argc, char **argv)
     test_many_ops();
     test_destroy_inflight();
     test_fd_reuse();
+    test_flush_then_close();
+    test_flush_listener_close();
     if (failures) {
         fprintf(stderr, "%s: %d failure(s)\n", argv[1], failures);
         return 1;
