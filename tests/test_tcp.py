@@ -1262,9 +1262,8 @@ print("closed-ok", counters, before - after)
     import subprocess
 
     env = dict(os.environ, TESTS_DIR=os.path.dirname(__file__), PYTHONWARNINGS="always")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.join(os.path.dirname(os.path.dirname(__file__)), "python"), env.get("PYTHONPATH", "")]
-    )
+    # the ringloop this pytest imported (in-tree build or installed copy)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
     r = subprocess.run([python_exe, str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "closed-ok" in r.stdout, r.stdout + r.stderr
@@ -1422,9 +1421,8 @@ def test_accept_emfile_pauses_then_serves(python_exe, tmp_path):
     script = tmp_path / "emfile_server.py"
     script.write_text(_EMFILE_SERVER)
     env = dict(os.environ, TESTS_DIR=os.path.dirname(__file__))
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.join(os.path.dirname(os.path.dirname(__file__)), "python"), env.get("PYTHONPATH", "")]
-    )
+    # the ringloop this pytest imported (in-tree build or installed copy)
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
     proc = subprocess.Popen(
         [python_exe, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
