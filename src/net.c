@@ -763,6 +763,9 @@ sockop_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
         goto done;
     }
     if (so->nop.op.kind == RL_OP_CONNECT) {
+        if (so->res == RL_CONNECT_SETTLED) {
+            so->res = rl_connect_settled_result(so->nop.op.fd);
+        }
         if (so->res == 0) {
             if (rl_future_set_result_unless_done(so->fut, Py_None) < 0) {
                 goto error;

@@ -59,8 +59,13 @@ typedef enum {
      * each accepted fd comes with RL_CQE_MORE; addr is then not filled
      * (pass NULL). */
     RL_OP_ACCEPT,
-    /* connect(fd, addr, addrlen) on a non-blocking socket: res = 0 or
-     * -errno (the SO_ERROR value once the connection settles). */
+    /* connect(fd, addr, addrlen) on a non-blocking socket: res = 0,
+     * -errno, or RL_CONNECT_SETTLED: the connect went on in the background
+     * and has settled; its outcome is the socket's SO_ERROR, which the
+     * issuer reads (rl_connect_settled_result()) when it consumes the result.
+     * Reading SO_ERROR clears it, so it is left to the issuer: a connect
+     * cancelled after it settled keeps its error in the socket, where the
+     * next connect() finds it, as with asyncio. */
     RL_OP_CONNECT,
     /* read/write on pipes, ttys, character devices: res = bytes or -errno.
      * Never used on regular files. */
@@ -236,5 +241,12 @@ rl_reactor_destroy(rl_reactor *r)
 /* Helper both backends share: 0 if fd may be polled as epoll allows, else
  * -EBADF (not an open fd) or -EPERM (regular file or directory). */
 int rl_reactor_check_fd(int fd);
+
+/* A CONNECT result that says "settled, read SO_ERROR" (see RL_OP_CONNECT). */
+#define RL_CONNECT_SETTLED 1
+
+/* The outcome of a settled connect on fd: 0 or -errno (reads and clears
+ * SO_ERROR). */
+int rl_connect_settled_result(int fd);
 
 #endif /* RL_REACTOR_H */

@@ -5,6 +5,7 @@
 #include "reactor.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 int
@@ -23,4 +24,15 @@ rl_reactor_check_fd(int fd)
         return -EPERM;
     }
     return 0;
+}
+
+int
+rl_connect_settled_result(int fd)
+{
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
+        return -errno;
+    }
+    return -soerr;
 }

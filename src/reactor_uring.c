@@ -1015,17 +1015,6 @@ on_accept_multi(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
 }
 
 static int
-so_error(int fd)
-{
-    int soerr = 0;
-    socklen_t len = sizeof(soerr);
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
-        return -errno;
-    }
-    return -soerr;
-}
-
-static int
 on_op_cqe(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
 {
     int rc;
@@ -1049,7 +1038,7 @@ on_op_cqe(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
             return complete(u, op, res);
         }
         if (op->bflags & UB_CONNECTING) {
-            return complete(u, op, so_error(op->fd));
+            return complete(u, op, RL_CONNECT_SETTLED);
         }
         rc = queue_op(u, op);
         if (rc < 0) {

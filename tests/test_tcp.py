@@ -189,6 +189,41 @@ def test_sock_connect_cancelled(loop):
     run(loop, main())
 
 
+def test_sock_connect_cancelled_after_refusal_leaves_error_in_socket(loop):
+    """A sock_connect() cancelled once its connection was refused must not
+    consume the socket's pending error: the next connect() on the socket
+    reports the refusal (as with asyncio), not ECONNABORTED, and a retry
+    after the listener listens connects (CPython's
+    test_sock_client_connect_racing)."""
+    async def main():
+        with socket.socket() as listener, socket.socket() as sock:
+            listener.bind(("127.0.0.1", 0))
+            addr = listener.getsockname()
+            sock.setblocking(False)
+            task = asyncio.ensure_future(loop.sock_connect(sock, addr))
+            await asyncio.sleep(0)
+            task.cancel()
+            listener.listen(1)
+            refused = 0
+            for _ in range(128):
+                try:
+                    await loop.sock_connect(sock, addr)
+                    break
+                except ConnectionRefusedError:
+                    refused += 1
+            else:
+                pytest.fail("never connected")
+            conn, _ = listener.accept()
+            conn.close()
+            try:
+                await task
+            except (asyncio.CancelledError, ConnectionRefusedError):
+                pass
+            return refused
+
+    run(loop, main())
+
+
 # ---------------------------------------------------------------------------
 # create_connection / create_server basics
 
@@ -1394,7 +1429,9 @@ class Echo(asyncio.Protocol):
     def connection_made(self, tr): self.tr = tr
     def data_received(self, data): self.tr.write(data)
 async def main():
-    await loop.getaddrinfo("127.0.0.1", 0)  # start the resolver's thread
+    # start the executor's thread (and import concurrent.futures.thread)
+    # while fds are plenty: main() waits in run_in_executor() below
+    await loop.run_in_executor(None, int)
     # The limit is set before the server starts: io_uring's accept takes
     # RLIMIT_NOFILE when the op is prepared.
     nfds = len(os.listdir("/proc/self/fd"))
