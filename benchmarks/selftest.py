@@ -140,6 +140,47 @@ class StopsEarly(Base):
         return super().run_forever()
 
 
+class DropsWakeups(DropsCallbacks):
+    """DropsCallbacks, more often: cases with few call_soon()s per item."""
+    every = 97
+
+
+class ReversesCallbacks(Base):
+    """Runs each iteration's callbacks last-scheduled first."""
+
+    def _run_once(self):
+        self._ready.reverse()
+        super()._run_once()
+
+
+class WrongTaskResults(_Counting):
+    """Now and then a task's integer result comes back off by one."""
+
+    def create_task(self, coro, **kwargs):
+        if self._tick():
+            coro = self._off_by_one(coro)
+        return super().create_task(coro, **kwargs)
+
+    @staticmethod
+    async def _off_by_one(coro):
+        r = await coro
+        return r + 1 if isinstance(r, int) else r
+
+
+class _OffByOneFuture(asyncio.Future):
+    def set_result(self, result):
+        super().set_result(result + 1 if isinstance(result, int) else result)
+
+
+class WrongFutureResults(_Counting):
+    """Now and then a future's integer result is stored off by one."""
+
+    def create_future(self):
+        if self._tick():
+            return _OffByOneFuture(loop=self)
+        return super().create_future()
+
+
 BROKEN = {
     "call_soon_chain": [DuplicatesCallbacks, WrongArgs, DropsCallbacks, StopsEarly],
     "call_soon_chain_fd": [StarvesIO, DuplicatesCallbacks, StopsEarly],
@@ -155,6 +196,12 @@ BROKEN = {
     # first iteration, which then legitimately runs it all.)
     "call_soon_threadsafe": [DropsThreadsafe, DuplicatesThreadsafe],
     "call_soon_threadsafe_pingpong": [DropsThreadsafe, StopsEarly],
+    "task_create_await": [WrongTaskResults, DropsCallbacks],
+    "gather": [WrongTaskResults, DropsCallbacks],
+    "sleep0_switches": [ReversesCallbacks, DropsCallbacks],
+    "future_roundtrip": [WrongFutureResults, DropsCallbacks],
+    "taskgroup": [WrongTaskResults, DropsCallbacks],
+    "queue": [DropsWakeups],
 }
 
 

@@ -2,6 +2,8 @@
 # The main job: build ringloop and run the side-by-side benchmark against
 # stock asyncio and uvloop (one run, interleaved), printing the table.
 #   scripts/bench.sh [benchmarks/run.py options, e.g. --quick]
+# Without --cases it runs every case (the loop core, tasks, and the TCP echo
+# group: about 15 minutes; --quick: about 4), then benchmarks/memory.py.
 #   BENCH_PYTHON=/path/to/python scripts/bench.sh    (default: python3)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +30,11 @@ git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parent
 rm -rf "$src"
 # Measure the copy installed in the venv (not an in-tree build).
 status=0
-"$venv/bin/python" benchmarks/run.py --ringloop-path installed "$@" || status=$?
+cases=(--cases all)
+for a in "$@"; do
+    case $a in --cases|--cases=*) cases=() ;; esac
+done
+"$venv/bin/python" benchmarks/run.py --ringloop-path installed "${cases[@]}" "$@" || status=$?
 # Memory: bytes per pending task and per idle connection, same loops.
 echo
 "$venv/bin/python" benchmarks/memory.py || status=$?
