@@ -161,6 +161,8 @@ typedef struct RlStream {
     uint8_t lost_done;    /* connection_lost ran; fd closed */
     uint8_t protocol_connected;
     uint8_t owns_sock;    /* close the socket at the end */
+    uint8_t fd_used;      /* an op of ours completed with data on fd: later
+                           * ones may say RL_OPF_SAME_FILE (we own the fd) */
 } RlStream;
 
 int rl_stream_init_type(PyObject *module, rl_state *st);

@@ -81,6 +81,13 @@ enum {
      * EPERM for a regular file or directory) and fail submit() at once.
      * The loop sets it on the first arm of add_reader/add_writer. */
     RL_OPF_CHECK_FD = 1u << 1,
+    /* The issuer vouches that op->fd names the same open file as when its
+     * previous op on the fd was submitted (it owns the fd and has not
+     * closed it since).  The epoll backend then trusts its registration of
+     * the fd instead of re-checking it with epoll_ctl() (an fd whose last
+     * op completed may have been closed and its number reused).  Never on
+     * the first op of an issuer on an fd. */
+    RL_OPF_SAME_FILE = 1u << 2,
 };
 
 /* flags passed to the callback. */

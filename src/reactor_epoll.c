@@ -739,6 +739,11 @@ ep_submit(rl_reactor *base, rl_op *op)
         }
         mark_dirty(r, fd);
     }
+    if (op->flags & RL_OPF_SAME_FILE) {
+        /* The issuer owns the fd and has not closed it: the registration
+         * made for this file still stands (see RL_OPF_SAME_FILE). */
+        rec->verify = 0;
+    }
     list_append(rec, dir, op);
     op->bres_flags = r->epoch; /* see ep_reactor.epoch */
     op->state = RL_OPS_ARMED;

@@ -85,6 +85,15 @@ rop_busy(RlStream *t)
     return t->rop.op.state != RL_OPS_IDLE;
 }
 
+/* op->flags for the next op on t's fd.  The transport owns the fd: once
+ * one of its ops completed with data (so the reactor watched this very
+ * file), the fd still names that file (RL_OPF_SAME_FILE). */
+static inline uint8_t
+same_file_flag(RlStream *t)
+{
+    return t->fd_used ? RL_OPF_SAME_FILE : 0;
+}
+
 int
 rl_stream_is_live(RlStream *t)
 {
@@ -311,6 +320,7 @@ wop_submit(RlStream *t)
         op->u.msg.msg_flags = 0;
         t->w_inflight = total;
     }
+    op->flags = same_file_flag(t);
     return rl_netop_submit(t->loop, &t->wop);
 }
 
@@ -873,6 +883,9 @@ rop_cb(rl_op *op, int32_t res, uint32_t flags)
     RlStream *t = rl_container_of(op, RlStream, rop.op);
     RlLoop *loop = t->loop;
     rl_netop_done(loop, &t->rop);
+    if (res >= 0) {
+        t->fd_used = 1;
+    }
     if (t->conn_lost) {
         /* Closing for good: what arrived is dropped; finish if this was
          * the last op.  (A pinned protocol buffer is released by final_fn,
@@ -898,6 +911,9 @@ wop_cb(rl_op *op, int32_t res, uint32_t flags)
     RlStream *t = rl_container_of(op, RlStream, wop.op);
     RlLoop *loop = t->loop;
     rl_netop_done(loop, &t->wop);
+    if (res >= 0) {
+        t->fd_used = 1;
+    }
     if (t->wdropped) {
         /* abort()/fatal error: the queue was only kept for the kernel. */
         t->wdropped = 0;
@@ -1064,6 +1080,7 @@ read_arm(RlStream *t)
         op->u.io.len = RBUF_SIZE;
         op->u.io.msg_flags = 0;
     }
+    op->flags = same_file_flag(t);
     int rc = rl_netop_submit(t->loop, &t->rop);
     if (rc < 0) {
         rop_forget(&t->rop);
