@@ -3,7 +3,7 @@
 # stock asyncio and uvloop (one run, interleaved), printing the table.
 #   scripts/bench.sh [benchmarks/run.py options, e.g. --quick]
 # Without --cases it runs every case (the loop core, tasks, and the TCP echo
-# group: about 15 minutes; --quick: about 4), then benchmarks/memory.py.
+# group: about 13 minutes; --quick: about 3), then benchmarks/memory.py.
 #   BENCH_PYTHON=/path/to/python scripts/bench.sh    (default: python3)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
