@@ -55,11 +55,15 @@ if env_flag("RINGLOOP_SANITIZE"):
     cflags += san + ["-g"]
     ldflags += san
 
+# src/ is split by layer (ARCHITECTURE.md): each folder is on the include path
+# so a file names a header by its base name wherever the two live.
+SRC_DIRS = sorted(d for d in glob.glob("src/*") if os.path.isdir(d))
+
 ext = Extension(
     "ringloop._core",
-    sources=sorted(glob.glob("src/*.c")),
-    depends=sorted(glob.glob("src/*.h")),
-    include_dirs=["src"],
+    sources=sorted(glob.glob("src/*.c") + glob.glob("src/*/*.c")),
+    depends=sorted(glob.glob("src/*.h") + glob.glob("src/*/*.h")),
+    include_dirs=["src"] + SRC_DIRS,
     define_macros=macros,
     extra_compile_args=cflags,
     extra_link_args=ldflags,
