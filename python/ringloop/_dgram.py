@@ -1,6 +1,6 @@
 """Datagram endpoints: create_datagram_endpoint and the transport factory.
 Mixed into ringloop.Loop.  The transport itself is native
-(_core.DatagramTransport, src/dgram.c); this is the cold setup, with
+(_core.DatagramTransport, src/net/dgram.c); this is the cold setup, with
 asyncio's arguments, checks and messages for the running Python version."""
 import os
 import socket

@@ -1,4 +1,4 @@
-/* reactor_common.c -- small helpers both backends share (no Python). */
+/* reactor/common.c -- small helpers both backends share (no Python). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

@@ -1,4 +1,4 @@
-/* reactor_epoll.c -- readiness backend that emulates the completion model.
+/* reactor/epoll.c -- readiness backend that emulates the completion model.
  *
  * Each fd has a record (a table indexed by fd) holding two FIFO lists of
  * armed ops: IN (POLL/POLLIN, RECV, RECVMSG, ACCEPT, READ) and OUT (POLL/

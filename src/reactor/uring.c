@@ -1,4 +1,4 @@
-/* reactor_uring.c -- the io_uring backend of the reactor (see reactor.h).
+/* reactor/uring.c -- the io_uring backend of the reactor (see reactor.h).
  *
  * One ring per reactor; no global mutable state, so loops may live in
  * several threads at once.  No Python here.

@@ -1,4 +1,4 @@
-/* Conformance test of the reactor contract (src/reactor.h), run against one
+/* Conformance test of the reactor contract (src/reactor/reactor.h), run against one
  * backend chosen by argv[1] ("io_uring" or "epoll").  Pure C: it links the
  * backend sources directly, without Python.  Exit 0 = pass, 77 = skip
  * (backend unavailable here), anything else = fail.

@@ -1,11 +1,11 @@
-/* io_uring-specific tests of the reactor backend (src/reactor_uring.c),
+/* io_uring-specific tests of the reactor backend (src/reactor/uring.c),
  * beyond the shared conformance test (test_reactor.c).  Pure C.
  *
  * Build and run (from the repository root):
  *
  *   cc -std=c11 -O1 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
  *      -Wmissing-prototypes -Isrc tests/c/test_uring_extra.c \
- *      src/reactor_common.c src/reactor_uring.c \
+ *      src/reactor/common.c src/reactor/uring.c \
  *      $(cc -print-file-name=liburing.a) -lpthread \
  *      -o tests/c/bin/test_uring_extra
  *   tests/c/bin/test_uring_extra
