@@ -8,9 +8,12 @@ Which loop the tests run on:
                                           assert asyncio's real behaviour.
 
 Guards on every test:
-  - a hang is a failure: faulthandler dumps all stacks and exits the process
-    after RINGLOOP_TEST_TIMEOUT seconds (default 60; mark a test with
-    @pytest.mark.timeout_s(N) to change it);
+  - a hang fails that test alone: after RINGLOOP_TEST_TIMEOUT seconds
+    (default 60; mark a test with @pytest.mark.timeout_s(N) to change it) a
+    watchdog thread dumps every thread's stack and raises TestTimeout in the
+    main thread (a real signal, so a blocking wait is interrupted); only if
+    the test still has not given up 60 s later does faulthandler end the
+    process (a hang that holds the GIL in C cannot be interrupted);
   - the `loop` fixture fails the test if the loop's exception handler was
     called and the test did not look at `loop_errors`, and if the loop did
     not close cleanly;
@@ -20,7 +23,10 @@ import asyncio
 import faulthandler
 import gc
 import os
+import signal
 import sys
+import threading
+import time
 
 import pytest
 
@@ -94,15 +100,96 @@ def _real_stderr(config):
         return sys.stderr
 
 
+class TestTimeout(SystemExit):
+    """Raised in the main thread when a test runs past its time limit.
+
+    A SystemExit so that it leaves an event loop's callbacks and task steps
+    the way asyncio lets SystemExit through (an Exception would be handed to
+    the loop's exception handler and the hang would go on); pytest records a
+    SystemExit raised by a test as that test's failure and goes on with the
+    next one."""
+
+
+# A real-time signal nobody else uses: tests install handlers for SIGALRM,
+# SIGUSR1/2, SIGINT, SIGCHLD and SIGTERM (CPython's tests included).
+_TIMEOUT_SIGNAL = signal.SIGRTMIN + 5
+
+
+class _Watchdog:
+    """One daemon thread that interrupts the main thread at a deadline."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._deadline = None
+        self._token = 0
+        self._fired = None
+        self._main = threading.main_thread().ident
+        self._out = sys.stderr
+        signal.signal(_TIMEOUT_SIGNAL, self._on_signal)
+        threading.Thread(target=self._run, name="test-watchdog", daemon=True).start()
+
+    def arm(self, seconds, out, what):
+        with self._cond:
+            self._token += 1
+            self._deadline = time.monotonic() + seconds
+            self._seconds = seconds
+            self._what = what
+            self._out = out
+            self._fired = None
+            self._cond.notify()
+        # The last resort, for a hang that holds the GIL.
+        faulthandler.dump_traceback_later(seconds + 60, exit=True, file=out)
+
+    def disarm(self):
+        faulthandler.cancel_dump_traceback_later()
+        with self._cond:
+            self._token += 1
+            self._deadline = None
+            self._cond.notify()
+
+    def _on_signal(self, signum, frame):
+        fired = self._fired
+        if fired is not None and fired == self._token:
+            raise TestTimeout(f"test timed out after {self._seconds:g} s (all stacks were dumped to stderr)")
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while self._deadline is None or time.monotonic() < self._deadline:
+                    wait = None if self._deadline is None else self._deadline - time.monotonic()
+                    self._cond.wait(wait)
+                token = self._token
+                self._fired = token
+                # Ask again every 10 s while the same test is still running.
+                self._deadline = time.monotonic() + 10
+                out = self._out
+                what = self._what
+            try:
+                print(f"\n+++ {what}: timed out, stacks follow +++", file=out, flush=True)
+                faulthandler.dump_traceback(file=out, all_threads=True)
+            except Exception:
+                pass
+            signal.pthread_kill(self._main, _TIMEOUT_SIGNAL)
+
+
+_watchdog = None
+
+
 @pytest.fixture(autouse=True)
 def _guards(request):
+    global _watchdog
     marker = request.node.get_closest_marker("timeout_s")
     timeout = float(marker.args[0]) if marker else DEFAULT_TIMEOUT
-    out = _real_stderr(request.config)
-    faulthandler.dump_traceback_later(timeout, exit=True, file=out)
+    if _watchdog is None:
+        _watchdog = _Watchdog()
+    # A test may have replaced the handler and not put it back.
+    signal.signal(_TIMEOUT_SIGNAL, _watchdog._on_signal)
+    _watchdog.arm(timeout, _real_stderr(request.config), request.node.nodeid)
     before = _open_fds()
-    yield
-    faulthandler.cancel_dump_traceback_later()
+    try:
+        yield
+    finally:
+        _watchdog.disarm()
     # Let unreachable loops/sockets be finalized before counting fds.
     gc.collect()
     leaked = sorted(_open_fds() - before, key=int)
