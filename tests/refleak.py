@@ -78,8 +78,10 @@ class RefleakPlugin:
             reports = runtestprotocol(item, nextitem=None, log=False)
             if any(r.failed or r.skipped for r in reports):
                 break
-            # The reports themselves are dropped before counting.
+            # The reports are dropped before counting, and so is the captured
+            # output pytest files with the item (it grows by one entry per run).
             reports = []
+            item._report_sections.clear()
             done += 1
             _settle()
             refs[done], blocks[done], fds[done] = (

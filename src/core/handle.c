@@ -65,7 +65,7 @@ rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
             return NULL;
         }
         h->weakreflist = NULL;
-        PyObject_GC_Track((PyObject *)h);
+        h->loop = NULL; /* tracked once filled in, below */
     }
     h->callback = Py_NewRef(callback);
     h->argtuple = argtuple;
@@ -83,6 +83,9 @@ rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
     h->scheduled = 0;
     h->is_timer = (char)is_timer;
     h->when = 0;
+    if (!PyObject_GC_IsTracked((PyObject *)h)) {
+        PyObject_GC_Track((PyObject *)h);
+    }
     if (RL_UNLIKELY(loop->debug)) {
         /* Stack of the Python caller (C functions have no frame). */
         h->source_traceback =
