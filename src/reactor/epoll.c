@@ -576,12 +576,15 @@ ep_create(int *err, char *why, size_t whylen)
         set_why(why, whylen, "epoll reactor", e);
         goto error;
     }
-    r->hdr.ops = &rl_epoll_ops;
-    r->hdr.kind = RL_BACKEND_EPOLL;
     r->epfd = -1;
     r->efd = -1;
     r->dirty_head = -1;
     r->cur_fd = -1;
+    e = -rl_reactor_init_header(&r->hdr, &rl_epoll_ops, RL_BACKEND_EPOLL);
+    if (e != 0) {
+        set_why(why, whylen, "pthread_atfork", e);
+        goto error;
+    }
     r->events = malloc(EVENTS_MIN * sizeof(*r->events));
     if (r->events == NULL) {
         e = ENOMEM;
@@ -649,6 +652,13 @@ ep_submit(rl_reactor *base, rl_op *op)
     int dir;
     if (op->state != RL_OPS_IDLE) {
         return -EBUSY;
+    }
+    if (rl_reactor_forked(base)) {
+        /* Parked (reactor.h, "Fork"): the epoll set is the parent's. */
+        op->bflags = 0;
+        op->state = RL_OPS_ARMED;
+        r->inflight++;
+        return 0;
     }
     if ((op->flags & RL_OPF_MULTISHOT) && op->kind != RL_OP_ACCEPT) {
         return -EINVAL;
@@ -762,6 +772,9 @@ ep_cancel(rl_reactor *base, rl_op *op)
         return -EALREADY;
     }
     op->state = RL_OPS_CANCELLING;
+    if (rl_reactor_forked(base)) {
+        return 0; /* no completion will come (reactor.h, "Fork") */
+    }
     if (op->bflags & BF_LISTED) {
         int fd = op->fd;
         detach(r, op);
@@ -816,6 +829,9 @@ static int
 ep_wait(rl_reactor *base, int64_t timeout_ns)
 {
     ep_reactor *r = (ep_reactor *)base;
+    if (rl_reactor_forked(base)) {
+        return -ECHILD;
+    }
     if (r->in_dispatch) {
         return -EBUSY; /* would overwrite the batch being dispatched */
     }
@@ -861,7 +877,7 @@ ep_dispatch(rl_reactor *base)
 {
     ep_reactor *r = (ep_reactor *)base;
     int ncb = 0;
-    if (r->in_dispatch) {
+    if (r->in_dispatch || rl_reactor_forked(base)) {
         return 0;
     }
     r->in_dispatch = 1;
@@ -909,7 +925,11 @@ ep_wakeup(rl_reactor *base)
      * counter is already huge, i.e. a wakeup is pending anyway. */
     int saved = errno;
     uint64_t one = 1;
-    ssize_t rc = write(r->efd, &one, sizeof(one));
+    ssize_t rc;
+    if (rl_reactor_forked(base)) {
+        return; /* the eventfd is shared with the parent */
+    }
+    rc = write(r->efd, &one, sizeof(one));
     (void)rc;
     errno = saved;
 }

@@ -197,7 +197,47 @@ typedef struct rl_reactor_ops {
 struct rl_reactor {
     const rl_reactor_ops *ops;
     rl_backend_kind kind;
+    /* rl_reactor_fork_generation when the reactor was created: a forked
+     * child sees a different value (see rl_reactor_forked). */
+    unsigned long fork_gen;
 };
+
+/* Fork.  A child made by fork() inherits the reactor's memory, but the
+ * kernel objects behind it (the io_uring ring and its shared SQ/CQ memory,
+ * the epoll set) are the parent's: a child that submitted to the ring or
+ * called epoll_ctl() on the set would change the parent's registrations and
+ * corrupt its queues.  So every entry point of a reactor created before a
+ * fork is inert in the child, whoever calls it:
+ *   submit()   accepts the op (ARMED, -EBUSY if not IDLE) and nothing
+ *              reaches the kernel; no completion ever comes;
+ *   cancel()   marks it CANCELLING (-ENOENT/-EALREADY as usual); no
+ *              completion comes either;
+ *   flush(), dispatch(), wakeup()   do nothing (dispatch returns 0);
+ *   wait()     returns -ECHILD at once (the loop refuses to run in the
+ *              child before it gets there);
+ *   destroy()  releases the child's copies (fds, memory) without touching
+ *              the parent's requests, and every op is the issuer's again:
+ *              the kernel writes into the parent's memory, never into the
+ *              child's copy of a buffer.
+ * This is what asyncio's loop gives a child that aborts an inherited
+ * transport or closes a server: the call returns, the parent keeps serving.
+ * The marker is a generation counter bumped by a pthread_atfork() child
+ * handler (one load and compare per call; getpid() would be a syscall:
+ * glibc does not cache it).  A fork that bypasses the atfork handlers
+ * (a raw clone()) is not detected. */
+extern volatile unsigned long rl_reactor_fork_generation;
+
+/* Fill the header; registers the atfork handler on first use.  0 or
+ * -errno. */
+int rl_reactor_init_header(rl_reactor *r, const rl_reactor_ops *ops,
+                           rl_backend_kind kind);
+
+/* Non-zero in a child forked after r was created. */
+static inline int
+rl_reactor_forked(const rl_reactor *r)
+{
+    return __builtin_expect(r->fork_gen != rl_reactor_fork_generation, 0);
+}
 
 extern const rl_reactor_ops rl_epoll_ops;
 extern const rl_reactor_ops rl_uring_ops;

@@ -116,7 +116,7 @@ typedef struct rl_uring {
     /* Test hook RINGLOOP_TEST_URING_NOWAIT=1: force the -EAGAIN path. */
     int nowait_msg_flags; /* MSG_DONTWAIT or 0 */
     int nowait_rw_flags;  /* RWF_NOWAIT or 0 */
-    pid_t owner_pid;      /* destroy() in a forked child must not cancel */
+    pid_t owner_pid;      /* with the fork marker: see uring_destroy */
 } rl_uring;
 
 /* A CQE copied out of the ring. */
@@ -619,9 +619,12 @@ uring_create(int *err, char *why, size_t whylen)
         set_why(why, whylen, "io_uring: out of memory");
         goto error;
     }
-    u->hdr.ops = &rl_uring_ops;
-    u->hdr.kind = RL_BACKEND_IO_URING;
     u->efd = -1;
+    rc = rl_reactor_init_header(&u->hdr, &rl_uring_ops, RL_BACKEND_IO_URING);
+    if (rc < 0) {
+        set_why(why, whylen, "io_uring: pthread_atfork() failed");
+        goto error;
+    }
     u->owner_pid = getpid();
 
     /* Environment is read here only. */
@@ -802,8 +805,10 @@ uring_destroy(rl_reactor *r)
         return;
     }
     /* In a forked child the ring (shared memory, same kernel context) still
-     * belongs to the parent: cancelling would kill the parent's ops. */
-    if (getpid() == u->owner_pid) {
+     * belongs to the parent: cancelling would kill the parent's ops.  The
+     * pid is checked too (destroy is rare): it also catches a fork that
+     * bypassed the atfork handler. */
+    if (!rl_reactor_forked(r) && getpid() == u->owner_pid) {
         drain(u);
     }
     /* Whatever is left (drain timed out, or fork) is forgotten. */
@@ -822,12 +827,42 @@ uring_destroy(rl_reactor *r)
  * submit / cancel
  */
 
+/* In a forked child (reactor.h, "Fork"): the op is parked, nothing reaches
+ * the ring (its SQ is the parent's). */
+static int
+forked_submit(rl_uring *u, rl_op *op)
+{
+    if (op->state != RL_OPS_IDLE) {
+        return -EBUSY;
+    }
+    op->bflags = 0;
+    op->state = RL_OPS_ARMED;
+    ops_link(u, op);
+    return 0;
+}
+
+static int
+forked_cancel(rl_op *op)
+{
+    if (op->state == RL_OPS_IDLE) {
+        return -ENOENT;
+    }
+    if (op->state == RL_OPS_CANCELLING) {
+        return -EALREADY;
+    }
+    op->state = RL_OPS_CANCELLING;
+    return 0;
+}
+
 static int
 uring_submit(rl_reactor *r, rl_op *op)
 {
     rl_uring *u = (rl_uring *)r;
     int rc;
 
+    if (rl_reactor_forked(r)) {
+        return forked_submit(u, op);
+    }
     if (op->state != RL_OPS_IDLE) {
         return -EBUSY;
     }
@@ -859,6 +894,9 @@ uring_cancel(rl_reactor *r, rl_op *op)
     rl_uring *u = (rl_uring *)r;
     int rc;
 
+    if (rl_reactor_forked(r)) {
+        return forked_cancel(op);
+    }
     if (op->state == RL_OPS_IDLE) {
         return -ENOENT;
     }
@@ -898,6 +936,9 @@ uring_wait(rl_reactor *r, int64_t timeout_ns)
     unsigned pending;
     int rc;
 
+    if (rl_reactor_forked(r)) {
+        return -ECHILD;
+    }
     if (u->wake_state == WAKE_NONE) {
         (void)arm_wake(u);
     }
@@ -1098,8 +1139,12 @@ uring_dispatch(rl_reactor *r)
     /* Only what is in the CQ now: completions that callbacks cause (an SQ
      * flush enters the kernel) wait for the next iteration, so a callback
      * that resubmits an op ready at once cannot starve the loop. */
-    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    unsigned tail;
 
+    if (rl_reactor_forked(r)) {
+        return 0; /* the CQ is the parent's */
+    }
+    tail = io_uring_smp_load_acquire(cq->ktail);
     for (;;) {
         /* Re-read the head each batch: the slots of a batch are released
          * before its callbacks run, so a nested dispatch() (not expected)
@@ -1144,8 +1189,12 @@ uring_wakeup(rl_reactor *r)
     rl_uring *u = (rl_uring *)r;
     uint64_t one = 1;
     int saved = errno;
+    ssize_t n;
+    if (rl_reactor_forked(r)) {
+        return; /* would wake the parent's loop */
+    }
     /* EAGAIN (counter saturated) means a wake-up is pending anyway. */
-    ssize_t n = write(u->efd, &one, sizeof(one));
+    n = write(u->efd, &one, sizeof(one));
     (void)n;
     errno = saved;
 }
@@ -1167,7 +1216,11 @@ static int
 uring_flush(rl_reactor *r)
 {
     rl_uring *u = (rl_uring *)r;
-    int rc = io_uring_submit_and_get_events(&u->ring);
+    int rc;
+    if (rl_reactor_forked(r)) {
+        return 0;
+    }
+    rc = io_uring_submit_and_get_events(&u->ring);
     return rc < 0 && !transient(rc) && rc != -EINTR ? rc : 0;
 }
 
