@@ -112,6 +112,8 @@ typedef struct {
     uint8_t need_rebuild;
     uint8_t grow_events;
     uint8_t no_pwait2;
+    /* Incremented each time rebuild_epoll() replaced epfd (inner use). */
+    uint32_t rebuilds;
 } ep_reactor;
 
 /* ------------------------------------------------------------------------
@@ -325,12 +327,13 @@ rebuild_epoll(ep_reactor *r)
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.u64 = WAKE_KEY;
-    if (epoll_ctl(nep, EPOLL_CTL_ADD, r->efd, &ev) != 0) {
+    if (r->efd >= 0 && epoll_ctl(nep, EPOLL_CTL_ADD, r->efd, &ev) != 0) {
         close(nep);
         return;
     }
     close(r->epfd);
     r->epfd = nep;
+    r->rebuilds++;
     for (size_t i = 0; i < r->nfds; i++) {
         if (r->fds[i].kmask != 0) {
             r->fds[i].kmask = 0;
@@ -566,7 +569,7 @@ set_why(char *why, size_t whylen, const char *what, int e)
 }
 
 static rl_reactor *
-ep_create(int *err, char *why, size_t whylen)
+ep_create_impl(int *err, char *why, size_t whylen, int inner)
 {
     struct epoll_event ev;
     int e = 0;
@@ -597,6 +600,10 @@ ep_create(int *err, char *why, size_t whylen)
         e = errno;
         set_why(why, whylen, "epoll_create1", e);
         goto error;
+    }
+    if (inner) {
+        *err = 0;
+        return &r->hdr; /* no wake-up eventfd: driven from outside */
     }
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (r->efd < 0) {
@@ -630,6 +637,12 @@ error:
     return NULL;
 }
 
+static rl_reactor *
+ep_create(int *err, char *why, size_t whylen)
+{
+    return ep_create_impl(err, why, whylen, 0);
+}
+
 static void
 ep_destroy(rl_reactor *base)
 {
@@ -639,7 +652,9 @@ ep_destroy(rl_reactor *base)
     }
     /* Ops still in flight are forgotten: their memory is the issuer's. */
     close(r->epfd);
-    close(r->efd);
+    if (r->efd >= 0) {
+        close(r->efd);
+    }
     free(r->fds);
     free(r->events);
     free(r);
@@ -961,3 +976,60 @@ const rl_reactor_ops rl_epoll_ops = {
     .inflight = ep_inflight,
     .flush = ep_flush,
 };
+
+/* ------------------------------------------------------------------------
+ * The inner epoll set of the io_uring backend (reactor.h, "Between
+ * backends")
+ */
+
+rl_reactor *
+rl_epoll_inner_create(int *err)
+{
+    return ep_create_impl(err, NULL, 0, 1);
+}
+
+int
+rl_epoll_inner_sync(rl_reactor *base, rl_epoll_inner_state *st)
+{
+    ep_reactor *r = (ep_reactor *)base;
+    if (r->need_rebuild) {
+        rebuild_epoll(r);
+    }
+    flush_dirty(r);
+    st->epfd = r->epfd;
+    st->rebuilds = r->rebuilds;
+    st->waiting = r->inflight > r->ncq;
+    st->local = r->ncq > 0;
+    return 0;
+}
+
+int
+rl_epoll_inner_harvest(rl_reactor *base)
+{
+    ep_reactor *r = (ep_reactor *)base;
+    if (r->in_dispatch) {
+        return -EBUSY;
+    }
+    if (r->grow_events && r->evcap < EVENTS_MAX) {
+        struct epoll_event *p =
+            realloc(r->events, (size_t)r->evcap * 2 * sizeof(*p));
+        if (p != NULL) {
+            r->events = p;
+            r->evcap *= 2;
+        }
+    }
+    r->grow_events = 0;
+    int n;
+    do {
+        n = epoll_wait(r->epfd, r->events, r->evcap, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        r->nready = 0;
+        return -errno;
+    }
+    r->nready = n;
+    if (n == r->evcap) {
+        r->grow_events = 1;
+    }
+    return n;
+}

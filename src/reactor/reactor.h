@@ -88,6 +88,14 @@ enum {
      * op completed may have been closed and its number reused).  Never on
      * the first op of an issuer on an fd. */
     RL_OPF_SAME_FILE = 1u << 2,
+    /* RL_OP_POLL: the issuer does not own the fd (add_reader/add_writer of
+     * a user's fd), which may be closed while the op is armed.  The reactor
+     * must then not keep the file open: epoll never does (a closed file
+     * drops out of the set, and the op simply never completes until it is
+     * cancelled, as with a selector); io_uring's POLL request would hold a
+     * file reference, so such polls go through an internal epoll set (see
+     * uring.c).  Must not change while the op is armed. */
+    RL_OPF_USER_FD = 1u << 3,
 };
 
 /* flags passed to the callback. */
@@ -284,6 +292,28 @@ rl_reactor_destroy(rl_reactor *r)
 {
     r->ops->destroy(r);
 }
+
+/* Between backends.  The io_uring backend sends RL_OPF_USER_FD polls to an
+ * epoll reactor of its own (no wake-up eventfd), whose epoll fd it watches
+ * with one io_uring POLL; these drive it:
+ *   sync()     apply pending registration changes (rebuilding the set if
+ *              needed) and say what to do: the epoll fd to poll (it changes
+ *              when rebuilds changes), whether any op waits for readiness,
+ *              whether completions are queued locally (then dispatch()
+ *              must run without waiting);
+ *   harvest()  epoll_wait() without blocking: the events go to the next
+ *              dispatch().  >= 0 or -errno.
+ * submit/cancel/dispatch/destroy/inflight are the rl_epoll_ops ones. */
+typedef struct {
+    int epfd;
+    uint32_t rebuilds;
+    int waiting;
+    int local;
+} rl_epoll_inner_state;
+
+rl_reactor *rl_epoll_inner_create(int *err);
+int rl_epoll_inner_sync(rl_reactor *r, rl_epoll_inner_state *st);
+int rl_epoll_inner_harvest(rl_reactor *r);
 
 /* Helper both backends share: 0 if fd may be polled as epoll allows, else
  * -EBADF (not an open fd) or -EPERM (regular file or directory). */

@@ -56,14 +56,23 @@
 
 #include <liburing.h>
 
-/* user_data tags of internal requests.  0 is never used. */
+/* user_data of internal requests: a tag in the low 3 bits (never all 0: an
+ * rl_op address is 8-byte aligned) and, for TAG_EPOLL, the inner epoll
+ * set's rebuild count above them. */
 enum {
     TAG_WAKE = 1,   /* poll of the wake-up eventfd */
     TAG_IGNORE = 2, /* cancel requests: their CQE carries nothing */
-    TAG_LIMIT = 4,
+    TAG_EPOLL = 3,  /* poll of the inner epoll set (RL_OPF_USER_FD polls) */
+    TAG_MASK = 7,
 };
-_Static_assert(_Alignof(rl_op) >= TAG_LIMIT,
+_Static_assert(_Alignof(rl_op) > TAG_MASK,
                "rl_op addresses must not collide with internal tags");
+
+static inline uint64_t
+epoll_tag(uint32_t rebuilds)
+{
+    return ((uint64_t)rebuilds << 3) | TAG_EPOLL;
+}
 
 /* op->bflags */
 enum {
@@ -117,6 +126,13 @@ typedef struct rl_uring {
     int nowait_msg_flags; /* MSG_DONTWAIT or 0 */
     int nowait_rw_flags;  /* RWF_NOWAIT or 0 */
     pid_t owner_pid;      /* with the fork marker: see uring_destroy */
+    /* RL_OPF_USER_FD polls live in an inner epoll reactor (created on first
+     * use) whose epoll fd is watched by one-shot POLLs tagged TAG_EPOLL. */
+    rl_reactor *inner;
+    bool epoll_armed;       /* a TAG_EPOLL poll on the current set */
+    bool epoll_ready;       /* one fired: harvest before the next dispatch */
+    uint32_t epoll_gen;     /* rebuild count of the set that poll watches */
+    unsigned epoll_polls;   /* TAG_EPOLL requests in the kernel (drain) */
 } rl_uring;
 
 /* A CQE copied out of the ring. */
@@ -734,7 +750,11 @@ drain_cqes(rl_uring *u)
             }
             continue;
         }
-        if (ud < TAG_LIMIT) {
+        if ((ud & TAG_MASK) == TAG_EPOLL) {
+            u->epoll_polls--;
+            continue;
+        }
+        if (ud & TAG_MASK) {
             continue;
         }
         rl_op *op = (rl_op *)(uintptr_t)ud;
@@ -775,10 +795,16 @@ drain(rl_uring *u)
     if (u->wake_state != WAKE_NONE) {
         (void)queue_cancel(u, TAG_WAKE);
     }
+    if (u->epoll_armed) {
+        /* older ones were cancelled when the set was rebuilt */
+        (void)queue_cancel(u, epoll_tag(u->epoll_gen));
+        u->epoll_armed = false;
+    }
     deadline = mono_ns() + RL_URING_DRAIN_NS;
     for (;;) {
         drain_cqes(u);
-        if (u->ops == NULL && u->wake_state == WAKE_NONE) {
+        if (u->ops == NULL && u->wake_state == WAKE_NONE &&
+            u->epoll_polls == 0) {
             break;
         }
         int64_t left = deadline - mono_ns();
@@ -820,6 +846,10 @@ uring_destroy(rl_reactor *r)
     }
     io_uring_queue_exit(&u->ring);
     close(u->efd);
+    if (u->inner != NULL) {
+        /* its ops are the issuer's, as after an epoll destroy */
+        rl_epoll_ops.destroy(u->inner);
+    }
     free(u);
 }
 
@@ -839,6 +869,84 @@ forked_submit(rl_uring *u, rl_op *op)
     op->state = RL_OPS_ARMED;
     ops_link(u, op);
     return 0;
+}
+
+/* RL_OPF_USER_FD polls (reactor.h): an io_uring POLL request holds a
+ * reference to the fd's file, so a socket the user closes without
+ * remove_reader() would stay open (its peer never sees EOF).  They go to an
+ * inner epoll reactor instead (epoll.c: level-triggered, lazy epoll_ctl,
+ * a closed file drops out of the set by itself), whose epoll fd is watched
+ * by one one-shot io_uring POLL, re-armed before each wait while any of its
+ * ops waits; when it fires, dispatch() harvests the set with a zero-timeout
+ * epoll_wait() and runs the inner dispatch.  The POLL holds a reference to
+ * the epoll file only.  Cost per wake-up: one epoll_wait() (measured in the
+ * issue-9 report); the native transports, which own their fds and cancel
+ * their ops before closing them, keep direct POLLs. */
+static int
+submit_user_poll(rl_uring *u, rl_op *op)
+{
+    if (u->inner == NULL) {
+        int err = 0;
+        u->inner = rl_epoll_inner_create(&err);
+        if (u->inner == NULL) {
+            return err < 0 ? err : -ENOMEM;
+        }
+    }
+    return rl_epoll_ops.submit(u->inner, op);
+}
+
+/* Before a wait: apply the inner set's registration changes and keep one
+ * POLL on its epoll fd while any inner op waits.  Returns 1 when inner
+ * completions are queued locally (the wait must not block). */
+static int
+prepare_inner(rl_uring *u)
+{
+    rl_epoll_inner_state st;
+    int err = 0;
+    struct io_uring_sqe *sqe;
+    (void)rl_epoll_inner_sync(u->inner, &st);
+    if (u->epoll_armed && u->epoll_gen != st.rebuilds) {
+        /* the set was replaced: its old epoll fd is gone */
+        if (queue_cancel(u, epoll_tag(u->epoll_gen)) == 0) {
+            u->epoll_armed = false;
+        }
+    }
+    if (st.waiting && !u->epoll_armed && !u->epoll_ready) {
+        sqe = get_sqe(u, &err);
+        if (sqe != NULL) {
+            io_uring_prep_poll_add(sqe, st.epfd, POLLIN);
+            io_uring_sqe_set_data64(sqe, epoll_tag(st.rebuilds));
+            u->epoll_armed = true;
+            u->epoll_gen = st.rebuilds;
+            u->epoll_polls++;
+        }
+    }
+    return st.local || u->epoll_ready;
+}
+
+static void
+on_epoll_cqe(rl_uring *u, uint64_t ud, int32_t res)
+{
+    u->epoll_polls--;
+    if (!u->epoll_armed || (uint32_t)(ud >> 3) != u->epoll_gen) {
+        return; /* the poll of a replaced set */
+    }
+    u->epoll_armed = false;
+    if (res == -ECANCELED) {
+        return; /* kernel-cancelled (thread exit): re-armed by wait() */
+    }
+    u->epoll_ready = true;
+}
+
+/* Harvest the inner set if its poll fired and run its completions. */
+static int
+dispatch_inner(rl_uring *u)
+{
+    if (u->epoll_ready) {
+        u->epoll_ready = false;
+        (void)rl_epoll_inner_harvest(u->inner);
+    }
+    return rl_epoll_ops.dispatch(u->inner);
 }
 
 static int
@@ -873,10 +981,15 @@ uring_submit(rl_reactor *r, rl_op *op)
         return -EINVAL;
     }
     if (op->kind == RL_OP_POLL && (op->flags & RL_OPF_CHECK_FD)) {
+        /* before submit_user_poll() may create the inner epoll fd, which
+         * could take the number of a closed fd */
         rc = rl_reactor_check_fd(op->fd);
         if (rc < 0) {
             return rc;
         }
+    }
+    if (op->kind == RL_OP_POLL && (op->flags & RL_OPF_USER_FD)) {
+        return submit_user_poll(u, op);
     }
     op->bflags = 0;
     rc = queue_op(u, op);
@@ -896,6 +1009,10 @@ uring_cancel(rl_reactor *r, rl_op *op)
 
     if (rl_reactor_forked(r)) {
         return forked_cancel(op);
+    }
+    if (op->kind == RL_OP_POLL && (op->flags & RL_OPF_USER_FD) &&
+        u->inner != NULL) {
+        return rl_epoll_ops.cancel(u->inner, op);
     }
     if (op->state == RL_OPS_IDLE) {
         return -ENOENT;
@@ -941,6 +1058,9 @@ uring_wait(rl_reactor *r, int64_t timeout_ns)
     }
     if (u->wake_state == WAKE_NONE) {
         (void)arm_wake(u);
+    }
+    if (u->inner != NULL && prepare_inner(u)) {
+        timeout_ns = 0;
     }
     if (timeout_ns == 0 || io_uring_cq_ready(ring) > 0) {
         /* Do not block.  io_uring_submit() enters only if there is
@@ -1169,15 +1289,21 @@ uring_dispatch(rl_reactor *r)
         io_uring_cq_advance(&u->ring, n);
         for (unsigned i = 0; i < n; i++) {
             uint64_t ud = batch[i].user_data;
-            if (ud >= TAG_LIMIT) {
+            if ((ud & TAG_MASK) == 0) {
                 ncb += on_op_cqe(u, (rl_op *)(uintptr_t)ud, batch[i].res,
                                  batch[i].flags);
             }
             else if (ud == TAG_WAKE) {
                 on_wake_cqe(u, batch[i].res, batch[i].flags);
             }
+            else if ((ud & TAG_MASK) == TAG_EPOLL) {
+                on_epoll_cqe(u, ud, batch[i].res);
+            }
             /* TAG_IGNORE: a cancel request's own result. */
         }
+    }
+    if (u->inner != NULL) {
+        ncb += dispatch_inner(u);
     }
     return ncb;
 }
@@ -1202,7 +1328,9 @@ uring_wakeup(rl_reactor *r)
 static size_t
 uring_inflight(rl_reactor *r)
 {
-    return ((rl_uring *)r)->inflight;
+    rl_uring *u = (rl_uring *)r;
+    return u->inflight +
+           (u->inner != NULL ? rl_epoll_ops.inflight(u->inner) : 0);
 }
 
 /* Submit what the SQ holds and run pending completion work, without

@@ -804,6 +804,56 @@ test_flush_listener_close(void)
     rl_reactor_destroy(r);
 }
 
+/* RL_OPF_USER_FD polls: level-triggered like any POLL, and the reactor keeps
+ * no reference to the file: closing the fd under the armed op closes the
+ * socket (the peer sees EOF); the op then completes only when cancelled. */
+static void
+test_user_fd_poll(void)
+{
+    rl_reactor *r = mk();
+    int sv[2], sv2[2];
+    top t, u2;
+    char c;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2) == 0);
+    top_init(&t, r, RL_OP_POLL, sv[0]);
+    t.op.flags = RL_OPF_USER_FD | RL_OPF_CHECK_FD;
+    t.op.u.poll.events = POLLIN;
+    CHECK(rl_reactor_submit(r, &t.op) == 0);
+    CHECK(OPS->inflight(r) == 1);
+    CHECK(rl_reactor_wait(r, 0) >= 0);
+    CHECK(rl_reactor_dispatch(r) == 0);
+    CHECK(write(sv[1], "a", 1) == 1);
+    t.resubmit = 2; /* not drained: fires again each time (level) */
+    SPIN_UNTIL(r, t.ncalls == 3, 5.0);
+    CHECK(t.ncalls == 3 && (t.last_res & POLLIN));
+    CHECK(t.op.state == RL_OPS_IDLE);
+    CHECK(read(sv[0], &c, 1) == 1);
+    t.op.flags = RL_OPF_USER_FD;
+    CHECK(rl_reactor_submit(r, &t.op) == 0);
+    /* a second user poll, and a plain one, on other fds */
+    top_init(&u2, r, RL_OP_POLL, sv2[0]);
+    u2.op.flags = RL_OPF_USER_FD;
+    u2.op.u.poll.events = POLLOUT;
+    CHECK(rl_reactor_submit(r, &u2.op) == 0);
+    SPIN_UNTIL(r, u2.ncalls == 1, 5.0);
+    CHECK(u2.ncalls == 1 && (u2.last_res & POLLOUT));
+    CHECK(t.ncalls == 3 && t.op.state == RL_OPS_ARMED);
+    /* closed under the armed op: the socket is really closed */
+    CHECK(close(sv[0]) == 0);
+    SPIN_UNTIL(r, 0, 0.05);
+    CHECK(read(sv[1], &c, 1) == 0);
+    CHECK(t.ncalls == 3);
+    CHECK(rl_reactor_cancel(r, &t.op) == 0);
+    SPIN_UNTIL(r, t.ncalls == 4, 5.0);
+    CHECK(t.ncalls == 4 && t.last_res == -ECANCELED);
+    CHECK(OPS->inflight(r) == 0);
+    rl_reactor_destroy(r);
+    close(sv[1]);
+    close(sv2[0]);
+    close(sv2[1]);
+}
+
 /* Fork (reactor.h, "Fork"): in a child every entry point is inert, so what
  * the child does with the inherited reactor never reaches the parent's ring
  * or epoll set; the parent's ops complete as if nothing happened. */
@@ -928,6 +978,7 @@ main(int argc, char **argv)
     test_fd_reuse();
     test_flush_then_close();
     test_flush_listener_close();
+    test_user_fd_poll();
     test_fork_inert();
     if (failures) {
         fprintf(stderr, "%s: %d failure(s)\n", argv[1], failures);
