@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -137,3 +138,98 @@ def test_reader_level_triggered_and_many_watches(loop):
         for x, y in pairs:
             x.close()
             y.close()
+
+
+def _defer_taskrun_ring_possible():
+    if not is_ringloop() or BACKEND == "epoll":
+        return "io_uring tests run in the io_uring/auto pass"
+    import ringloop
+
+    why = ringloop.io_uring_unavailable_reason()
+    if why is not None:
+        return why
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return "unknown kernel version"
+    if (major, minor) < (6, 1):
+        return "IORING_SETUP_DEFER_TASKRUN needs Linux 6.1"
+    return None
+
+
+def _run_in_thread(fn):
+    out = []
+
+    def target():
+        try:
+            out.append(("ok", fn()))
+        except BaseException as e:  # handed to the test thread
+            out.append(("err", e))
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    kind, val = out[0]
+    if kind == "err":
+        raise val
+    return val
+
+
+@pytest.fixture
+def defer_loop(monkeypatch):
+    why = _defer_taskrun_ring_possible()
+    if why:
+        pytest.skip(why)
+    import ringloop
+
+    # read once, when the ring is created
+    monkeypatch.setenv("RINGLOOP_URING_DEFER_TASKRUN", "1")
+    lp = ringloop.new_event_loop(backend="io_uring")
+    monkeypatch.delenv("RINGLOOP_URING_DEFER_TASKRUN")
+    try:
+        yield lp
+    finally:
+        lp.close()
+
+
+async def _some_io(loop):
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+        got = []
+        loop.add_reader(a, lambda: got.append(a.recv(10)))
+        await loop.sock_sendall(b, b"one")
+        while not got:
+            await asyncio.sleep(0.001)
+        loop.remove_reader(a)
+        await loop.sock_sendall(b, b"two")
+        got.append(await loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        return got
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.ringloop_only
+def test_defer_taskrun_loop_runs_in_another_thread(defer_loop):
+    # Created in this thread, run in another (and closed here): the ring
+    # is enabled by the thread that first runs the loop.
+    loop = defer_loop
+    assert _run_in_thread(
+        lambda: loop.run_until_complete(_some_io(loop))) == [b"one", b"two"]
+
+
+@pytest.mark.ringloop_only
+def test_defer_taskrun_second_thread_gets_a_clear_error(defer_loop):
+    loop = defer_loop
+    loop.run_until_complete(_some_io(loop))  # this thread owns the ring now
+    coro = _some_io(loop)
+    with pytest.raises(OSError, match="RINGLOOP_URING_DEFER_TASKRUN=1") as ei:
+        _run_in_thread(lambda: loop.run_until_complete(coro))
+    coro.close()
+    assert "thread" in str(ei.value)
+    # the owner thread still runs it
+    assert loop.run_until_complete(_some_io(loop)) == [b"one", b"two"]

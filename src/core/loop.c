@@ -473,7 +473,13 @@ run_once(RlLoop *self)
     Py_END_ALLOW_THREADS
     atomic_store(&self->wake_pending, 0);
     if (rc < 0 && rc != -EINTR) {
-        rl_raise_errno(rc);
+        const char *why = rl_reactor_explain(r, rc);
+        if (why != NULL) {
+            rl_raise_errno_msg(rc, why);
+        }
+        else {
+            rl_raise_errno(rc);
+        }
         return -1;
     }
     /* Run Python's signal handlers now, not only on -EINTR: a signal that

@@ -650,7 +650,25 @@ ep_destroy(rl_reactor *base)
     if (r == NULL) {
         return;
     }
-    /* Ops still in flight are forgotten: their memory is the issuer's. */
+    /* Ops still in flight are forgotten: nothing of ours outlives this, so
+     * they are IDLE and their memory is the issuer's. */
+    for (size_t fd = 0; fd < r->nfds; fd++) {
+        for (int dir = DIR_IN; dir <= DIR_OUT; dir++) {
+            rl_op *op;
+            while ((op = r->fds[fd].head[dir]) != NULL) {
+                list_remove(r, &r->fds[fd], dir, op);
+                op->state = RL_OPS_IDLE;
+                op->bflags = 0;
+            }
+        }
+    }
+    for (rl_op *op = r->cq_head; op != NULL;) {
+        rl_op *next = op->bnext;
+        op->bnext = NULL;
+        op->state = RL_OPS_IDLE;
+        op->bflags = 0;
+        op = next;
+    }
     close(r->epfd);
     if (r->efd >= 0) {
         close(r->efd);
@@ -669,10 +687,13 @@ ep_submit(rl_reactor *base, rl_op *op)
         return -EBUSY;
     }
     if (rl_reactor_forked(base)) {
-        /* Parked (reactor.h, "Fork"): the epoll set is the parent's. */
+        /* Parked (reactor.h, "Fork"): the epoll set is the parent's.  The
+         * local queue is never run in the child (dispatch is inert); it
+         * only lets destroy() find the op. */
         op->bflags = 0;
         op->state = RL_OPS_ARMED;
         r->inflight++;
+        cq_push(r, op, -ECANCELED);
         return 0;
     }
     if ((op->flags & RL_OPF_MULTISHOT) && op->kind != RL_OP_ACCEPT) {

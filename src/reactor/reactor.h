@@ -164,8 +164,15 @@ typedef struct rl_reactor_ops {
     /* Allocate and set up.  On failure return NULL and set *err to -errno;
      * why (if not NULL, size whylen) gets a one-line human explanation. */
     rl_reactor *(*create)(int *err, char *why, size_t whylen);
-    /* Tear down: the kernel drops every op in flight, no callback is
-     * called.  The issuer then owns (and frees) all its ops. */
+    /* Tear down: every op in flight is cancelled and its final completion
+     * reaped (io_uring waits for the kernel as long as it takes), no
+     * callback is called.  The issuer then owns (and frees) all its ops
+     * that are IDLE.  An op left ARMED/CANCELLING is one the kernel may
+     * still use (io_uring only, when the ring could not be entered any
+     * more: a SINGLE_ISSUER ring closed from another thread while its
+     * owner thread lives, or io_uring_enter() failing hard): its issuer
+     * must leak it and everything it pins, never free it.  (epoll: every
+     * op is IDLE afterwards.) */
     void (*destroy)(rl_reactor *r);
     int (*submit)(rl_reactor *r, rl_op *op);
     /* 0: a final completion will follow (res -ECANCELED unless the op had
@@ -199,6 +206,9 @@ typedef struct rl_reactor_ops {
      * next wait.  0 or -errno.  epoll: nothing to do (its syscalls run in
      * dispatch, a cancelled op is off its fd's lists at once). */
     int (*flush)(rl_reactor *r);
+    /* Optional (may be NULL): a one-line explanation of an error this
+     * reactor returned, or NULL when strerror() says it all. */
+    const char *(*explain)(rl_reactor *r, int err);
 } rl_reactor_ops;
 
 /* Every backend's rl_reactor struct begins with this header. */
@@ -285,6 +295,12 @@ static inline int
 rl_reactor_flush(rl_reactor *r)
 {
     return r->ops->flush(r);
+}
+
+static inline const char *
+rl_reactor_explain(rl_reactor *r, int err)
+{
+    return r->ops->explain != NULL ? r->ops->explain(r, err) : NULL;
 }
 
 static inline void

@@ -43,6 +43,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -107,7 +108,7 @@ enum {
  * immediate timeout; a spurious return after a day is harmless. */
 #define RL_URING_FOREVER_S (24 * 3600)
 
-/* destroy() gives in-flight ops this long to be cancelled and reaped. */
+/* destroy() re-sends its cancellations after this long (see drain). */
 #define RL_URING_DRAIN_NS (1000 * 1000000LL)
 
 #define RL_URING_BATCH 64
@@ -126,6 +127,10 @@ typedef struct rl_uring {
     int nowait_msg_flags; /* MSG_DONTWAIT or 0 */
     int nowait_rw_flags;  /* RWF_NOWAIT or 0 */
     pid_t owner_pid;      /* with the fork marker: see uring_destroy */
+    /* SINGLE_ISSUER ring (RINGLOOP_URING_DEFER_TASKRUN=1): see enter_ok */
+    bool single_issuer;
+    bool disabled;        /* created R_DISABLED, not enabled yet */
+    pthread_t issuer;     /* the thread that enabled it */
     /* RL_OPF_USER_FD polls live in an inner epoll reactor (created on first
      * use) whose epoll fd is watched by one-shot POLLs tagged TAG_EPOLL. */
     rl_reactor *inner;
@@ -198,6 +203,35 @@ ops_unlink(rl_uring *u, rl_op *op)
     u->inflight--;
 }
 
+/* May this thread enter the ring?  0 or -EEXIST.
+ *
+ * SINGLE_ISSUER|DEFER_TASKRUN (opt-in) tie the ring to one thread: the
+ * kernel answers -EEXIST to io_uring_enter() from any other.  A Python loop
+ * is often created in one thread and run in another, so the ring is created
+ * disabled (IORING_SETUP_R_DISABLED, which leaves the submitter unset) and
+ * enabled here by the first thread that enters it, i.e. the first that runs
+ * the loop.  Until then submit() only fills the SQ.  A later enter from
+ * another thread fails before reaching the kernel, with -EEXIST as the
+ * kernel would, and explain() says why.  Cheap: pthread_self() is a TLS
+ * read. */
+static int
+enter_ok(rl_uring *u)
+{
+    if (!u->single_issuer) {
+        return 0;
+    }
+    if (u->disabled) {
+        int rc = io_uring_enable_rings(&u->ring);
+        if (rc < 0) {
+            return rc;
+        }
+        u->disabled = false;
+        u->issuer = pthread_self();
+        return 0;
+    }
+    return pthread_equal(u->issuer, pthread_self()) ? 0 : -EEXIST;
+}
+
 /* A free SQE.  When the SQ is full, flush it to the kernel (one
  * io_uring_enter, no wait) and retry; fails only on a real error. */
 static struct io_uring_sqe *
@@ -206,7 +240,10 @@ get_sqe(rl_uring *u, int *err)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     int tries = 0;
     while (sqe == NULL) {
-        int rc = io_uring_submit(&u->ring);
+        int rc = enter_ok(u);
+        if (rc == 0) {
+            rc = io_uring_submit(&u->ring);
+        }
         if (rc < 0 && rc != -EAGAIN && rc != -EINTR) {
             *err = rc;
             return NULL;
@@ -535,8 +572,8 @@ setup_ring(rl_uring *u, int fake_err, bool want_defer)
      * SQE does not stop the rest of the batch.  CQSIZE (5.5): CQ 4x SQ. */
     static const unsigned flag_sets[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-            IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL |
-            IORING_SETUP_CQSIZE,
+            IORING_SETUP_R_DISABLED | IORING_SETUP_TASKRUN_FLAG |
+            IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
             IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE,
         IORING_SETUP_CQSIZE,
@@ -559,6 +596,8 @@ setup_ring(rl_uring *u, int fake_err, bool want_defer)
                 rc = io_uring_queue_init_params(sizes[s], &u->ring, &p);
             }
             if (rc == 0) {
+                u->single_issuer = i == 0;
+                u->disabled = i == 0;
                 return 0;
             }
             if (rc != -EINVAL) {
@@ -705,10 +744,11 @@ uring_create(int *err, char *why, size_t whylen)
         goto error;
     }
     rc = arm_wake(u);
-    if (rc == 0) {
+    if (rc == 0 && !u->disabled) {
         /* Enter once now: the wake-up poll is live from the start, and a
          * policy that allows io_uring_setup but not io_uring_enter shows
-         * up here rather than in the first wait. */
+         * up here rather than in the first wait.  (A disabled ring is
+         * entered first by the thread that runs the loop: enter_ok.) */
         rc = io_uring_submit(&u->ring);
     }
     if (rc < 0) {
@@ -782,11 +822,21 @@ drain_cqes(rl_uring *u)
  * teardown (io_ring_exit_work), so a request running in io-wq, or one
  * completing before the exit work reaches it, could still write into an
  * issuer's buffer after destroy() returned.  Cancelling and reaping makes
- * that impossible, costs one round trip, and leaves every op IDLE. */
+ * that impossible and leaves every op IDLE.
+ *
+ * There is no deadline: a buffer must never be freed while the kernel may
+ * still write to it, so the drain goes on until the last final completion
+ * is reaped, re-sending the cancellations every RL_URING_DRAIN_NS (a
+ * request the kernel could not cancel at once, e.g. one in io-wq between
+ * two steps, gets another try).  Network requests and pipe/tty reads,
+ * the only ones issued here, are cancellable, so in practice one round
+ * trip does it.  The only way out with ops left is a ring this thread may
+ * not enter (a SINGLE_ISSUER ring owned by another live thread) or a hard
+ * error of io_uring_enter(): those ops stay ARMED/CANCELLING (see
+ * reactor.h, destroy) and their issuer must leak them. */
 static void
-drain(rl_uring *u)
+cancel_all(rl_uring *u)
 {
-    int64_t deadline;
     for (rl_op *op = u->ops; op != NULL; op = op->bnext) {
         if (queue_cancel(u, (uint64_t)(uintptr_t)op) < 0) {
             break;
@@ -798,18 +848,48 @@ drain(rl_uring *u)
     if (u->epoll_armed) {
         /* older ones were cancelled when the set was rebuilt */
         (void)queue_cancel(u, epoll_tag(u->epoll_gen));
-        u->epoll_armed = false;
     }
-    deadline = mono_ns() + RL_URING_DRAIN_NS;
+}
+
+static bool
+drained(const rl_uring *u)
+{
+    return u->ops == NULL && u->wake_state == WAKE_NONE &&
+           u->epoll_polls == 0;
+}
+
+static void
+drain(rl_uring *u)
+{
+    int64_t next_cancel;
+    if (u->disabled) {
+        /* Never entered: nothing ever reached the kernel. */
+        while (u->ops != NULL) {
+            rl_op *op = u->ops;
+            ops_unlink(u, op);
+            op->state = RL_OPS_IDLE;
+            op->bflags = 0;
+        }
+        return;
+    }
+    if (enter_ok(u) < 0) {
+        /* Another thread owns the ring; what its requests completed (all
+         * of them, if it has exited) can still be reaped. */
+        drain_cqes(u);
+        return;
+    }
+    cancel_all(u);
+    next_cancel = mono_ns() + RL_URING_DRAIN_NS;
     for (;;) {
         drain_cqes(u);
-        if (u->ops == NULL && u->wake_state == WAKE_NONE &&
-            u->epoll_polls == 0) {
+        if (drained(u)) {
             break;
         }
-        int64_t left = deadline - mono_ns();
+        int64_t left = next_cancel - mono_ns();
         if (left <= 0) {
-            break;
+            cancel_all(u);
+            next_cancel = mono_ns() + RL_URING_DRAIN_NS;
+            left = RL_URING_DRAIN_NS;
         }
         struct __kernel_timespec ts = {.tv_sec = left / 1000000000LL,
                                        .tv_nsec = left % 1000000000LL};
@@ -818,6 +898,7 @@ drain(rl_uring *u)
                                                   NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN &&
             rc != -EBUSY) {
+            drain_cqes(u);
             break;
         }
     }
@@ -836,13 +917,18 @@ uring_destroy(rl_reactor *r)
      * bypassed the atfork handler. */
     if (!rl_reactor_forked(r) && getpid() == u->owner_pid) {
         drain(u);
+        /* Ops still ARMED/CANCELLING now (see drain) keep their state:
+         * the kernel may still use them, the issuer must leak them. */
     }
-    /* Whatever is left (drain timed out, or fork) is forgotten. */
-    while (u->ops != NULL) {
-        rl_op *op = u->ops;
-        ops_unlink(u, op);
-        op->state = RL_OPS_IDLE;
-        op->bflags = 0;
+    else {
+        /* A forked child: the kernel works on the parent's memory, never
+         * on the child's copies, which are the issuer's again. */
+        while (u->ops != NULL) {
+            rl_op *op = u->ops;
+            ops_unlink(u, op);
+            op->state = RL_OPS_IDLE;
+            op->bflags = 0;
+        }
     }
     io_uring_queue_exit(&u->ring);
     close(u->efd);
@@ -1055,6 +1141,10 @@ uring_wait(rl_reactor *r, int64_t timeout_ns)
 
     if (rl_reactor_forked(r)) {
         return -ECHILD;
+    }
+    rc = enter_ok(u);
+    if (rc < 0) {
+        return rc;
     }
     if (u->wake_state == WAKE_NONE) {
         (void)arm_wake(u);
@@ -1348,8 +1438,30 @@ uring_flush(rl_reactor *r)
     if (rl_reactor_forked(r)) {
         return 0;
     }
+    rc = enter_ok(u);
+    if (rc < 0) {
+        return rc;
+    }
     rc = io_uring_submit_and_get_events(&u->ring);
     return rc < 0 && !transient(rc) && rc != -EINTR ? rc : 0;
+}
+
+static const char *
+uring_explain(rl_reactor *r, int err)
+{
+    rl_uring *u = (rl_uring *)r;
+    if (err == -EEXIST && u->single_issuer && !u->disabled) {
+        return "io_uring: this loop's ring was created with "
+               "RINGLOOP_URING_DEFER_TASKRUN=1 (IORING_SETUP_SINGLE_ISSUER|"
+               "DEFER_TASKRUN), which binds it to the first thread that ran "
+               "the loop; it cannot be used from another thread (unset "
+               "RINGLOOP_URING_DEFER_TASKRUN for loops that change threads)";
+    }
+    if (err == -ECHILD && rl_reactor_forked(r)) {
+        return "io_uring: this reactor was created before os.fork() and is "
+               "inert in the child";
+    }
+    return NULL;
 }
 
 const rl_reactor_ops rl_uring_ops = {
@@ -1363,4 +1475,5 @@ const rl_reactor_ops rl_uring_ops = {
     .wakeup = uring_wakeup,
     .inflight = uring_inflight,
     .flush = uring_flush,
+    .explain = uring_explain,
 };
