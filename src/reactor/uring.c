@@ -28,8 +28,8 @@
  *
  * Environment, read in create() only:
  *   RINGLOOP_URING_DEFER_TASKRUN=1    try SINGLE_ISSUER|DEFER_TASKRUN first
- *                                     (the loop must then stay on the
- *                                     creating thread)
+ *                                     (the ring then belongs to the first
+ *                                     thread that runs the loop: enter_ok)
  *   RINGLOOP_TEST_URING_SETUP_ERRNO=E fail as if io_uring_setup gave E
  *   RINGLOOP_TEST_URING_NOWAIT=1      test: force the -EAGAIN retry path
  *   RINGLOOP_TEST_URING_NO_MULTISHOT=1 test: emulate a kernel without
@@ -561,9 +561,10 @@ static int
 setup_ring(rl_uring *u, int fake_err, bool want_defer)
 {
     /* SINGLE_ISSUER|DEFER_TASKRUN (6.0/6.1) is NOT the default: it binds
-     * submission and completion to the thread that created the ring, and a
-     * Python loop may be created in one thread and run in another (any
-     * other thread then gets -EEXIST).
+     * submission and completion to one thread, while a Python loop may run
+     * in one thread, then in another (the second gets -EEXIST).  Created
+     * R_DISABLED (5.10), so that the thread bound is the first that runs
+     * the loop, not the creating one (enter_ok).
      * Opt-in: RINGLOOP_URING_DEFER_TASKRUN=1.
      * COOP_TASKRUN (5.19): completions run when we enter the kernel
      * instead of interrupting the thread with an IPI; TASKRUN_FLAG (5.19)
