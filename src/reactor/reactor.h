@@ -169,8 +169,9 @@ typedef struct rl_reactor_ops {
      * callback is called.  The issuer then owns (and frees) all its ops
      * that are IDLE.  An op left ARMED/CANCELLING is one the kernel may
      * still use (io_uring only, when the ring could not be entered any
-     * more: a SINGLE_ISSUER ring closed from another thread while its
-     * owner thread lives, or io_uring_enter() failing hard): its issuer
+     * more: a SINGLE_ISSUER ring closed from another thread than the one
+     * it belongs to, alive or exited, or io_uring_enter() failing hard):
+     * its issuer
      * must leak it and everything it pins, never free it.  (epoll: every
      * op is IDLE afterwards.) */
     void (*destroy)(rl_reactor *r);

@@ -832,7 +832,8 @@ drain_cqes(rl_uring *u)
  * two steps, gets another try).  Network requests and pipe/tty reads,
  * the only ones issued here, are cancellable, so in practice one round
  * trip does it.  The only way out with ops left is a ring this thread may
- * not enter (a SINGLE_ISSUER ring owned by another live thread) or a hard
+ * not enter (a SINGLE_ISSUER ring owned by another thread, alive or
+ * exited: an exited owner's requests stay armed) or a hard
  * error of io_uring_enter(): those ops stay ARMED/CANCELLING (see
  * reactor.h, destroy) and their issuer must leak them. */
 static void
@@ -874,8 +875,8 @@ drain(rl_uring *u)
         return;
     }
     if (enter_ok(u) < 0) {
-        /* Another thread owns the ring; what its requests completed (all
-         * of them, if it has exited) can still be reaped. */
+        /* Another thread owns the ring: what its requests completed can
+         * still be reaped, the rest stays armed. */
         drain_cqes(u);
         return;
     }
