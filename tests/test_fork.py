@@ -6,11 +6,8 @@ import asyncio
 import gc
 import os
 import socket
-import sys
 
 import pytest
-
-from conftest import is_ringloop
 
 
 class Echo(asyncio.Protocol):

@@ -6,9 +6,6 @@ import errno
 import os
 import socket
 import struct
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
