@@ -43,7 +43,15 @@ def _run(argv, **env):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-HOOKS = [{}, {"RINGLOOP_TEST_URING_NOWAIT": "1"}, {"RINGLOOP_TEST_URING_NO_MULTISHOT": "1"}]
+HOOKS = [
+    {},
+    {"RINGLOOP_TEST_URING_NOWAIT": "1"},
+    {"RINGLOOP_TEST_URING_NO_MULTISHOT": "1"},
+    # a SINGLE_ISSUER|DEFER_TASKRUN ring, created disabled (falls back to
+    # the default flags on kernels before 6.1)
+    {"RINGLOOP_URING_DEFER_TASKRUN": "1"},
+]
+HOOK_IDS = ["plain", "nowait", "no-multishot", "defer-taskrun"]
 
 
 @pytest.mark.timeout_s(200)
@@ -53,12 +61,12 @@ def test_reactor_conformance(built, backend):
 
 
 @pytest.mark.timeout_s(200)
-@pytest.mark.parametrize("hooks", HOOKS, ids=["plain", "nowait", "no-multishot"])
+@pytest.mark.parametrize("hooks", HOOKS, ids=HOOK_IDS)
 def test_reactor_conformance_uring_fallback_paths(built, hooks):
     _run([os.path.join(built, "test_reactor"), "io_uring"], **hooks)
 
 
 @pytest.mark.timeout_s(200)
-@pytest.mark.parametrize("hooks", HOOKS, ids=["plain", "nowait", "no-multishot"])
+@pytest.mark.parametrize("hooks", HOOKS, ids=HOOK_IDS)
 def test_uring_extra(built, hooks):
     _run([os.path.join(built, "test_uring_extra")], **hooks)

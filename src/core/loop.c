@@ -473,7 +473,13 @@ run_once(RlLoop *self)
     Py_END_ALLOW_THREADS
     atomic_store(&self->wake_pending, 0);
     if (rc < 0 && rc != -EINTR) {
-        rl_raise_errno(rc);
+        const char *why = rl_reactor_explain(r, rc);
+        if (why != NULL) {
+            rl_raise_errno_msg(rc, why);
+        }
+        else {
+            rl_raise_errno(rc);
+        }
         return -1;
     }
     /* Run Python's signal handlers now, not only on -EINTR: a signal that
@@ -633,7 +639,7 @@ watch_cb(rl_op *op, int32_t res, uint32_t flags)
     }
     /* Re-arm now: the SQE reaches the kernel at the next wait, after the
      * callback ran, so an fd that is still ready fires again (level). */
-    op->flags = 0;
+    op->flags = RL_OPF_USER_FD;
     (void)rl_reactor_submit(loop->reactor, op);
 }
 
@@ -748,7 +754,7 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
             return NULL;
         }
         if (w->op.state == RL_OPS_IDLE) {
-            w->op.flags = RL_OPF_CHECK_FD;
+            w->op.flags = RL_OPF_CHECK_FD | RL_OPF_USER_FD;
             int err = rl_reactor_submit(self->reactor, &w->op);
             if (err < 0) {
                 return rl_raise_errno(err);
@@ -764,7 +770,9 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
     w->op.cb = watch_cb;
     w->op.fd = fd;
     w->op.kind = RL_OP_POLL;
-    w->op.flags = RL_OPF_CHECK_FD;
+    /* The user owns the fd and may close it without remove_reader(): the
+     * reactor must not keep its file open (reactor.h). */
+    w->op.flags = RL_OPF_CHECK_FD | RL_OPF_USER_FD;
     w->op.u.poll.events = dir ? POLLOUT : POLLIN;
     w->loop = self;
     w->handle = h;

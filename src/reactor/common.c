@@ -5,8 +5,40 @@
 #include "reactor.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+
+volatile unsigned long rl_reactor_fork_generation;
+
+static void
+after_fork_child(void)
+{
+    rl_reactor_fork_generation++; /* async-signal-safe: a plain store */
+}
+
+static int atfork_rc;
+
+static void
+register_atfork(void)
+{
+    atfork_rc = pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+int
+rl_reactor_init_header(rl_reactor *r, const rl_reactor_ops *ops,
+                       rl_backend_kind kind)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    int rc = pthread_once(&once, register_atfork);
+    if (rc == 0) {
+        rc = atfork_rc;
+    }
+    r->ops = ops;
+    r->kind = kind;
+    r->fork_gen = rl_reactor_fork_generation;
+    return -rc;
+}
 
 int
 rl_reactor_check_fd(int fd)

@@ -112,6 +112,8 @@ typedef struct {
     uint8_t need_rebuild;
     uint8_t grow_events;
     uint8_t no_pwait2;
+    /* Incremented each time rebuild_epoll() replaced epfd (inner use). */
+    uint32_t rebuilds;
 } ep_reactor;
 
 /* ------------------------------------------------------------------------
@@ -325,12 +327,13 @@ rebuild_epoll(ep_reactor *r)
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.u64 = WAKE_KEY;
-    if (epoll_ctl(nep, EPOLL_CTL_ADD, r->efd, &ev) != 0) {
+    if (r->efd >= 0 && epoll_ctl(nep, EPOLL_CTL_ADD, r->efd, &ev) != 0) {
         close(nep);
         return;
     }
     close(r->epfd);
     r->epfd = nep;
+    r->rebuilds++;
     for (size_t i = 0; i < r->nfds; i++) {
         if (r->fds[i].kmask != 0) {
             r->fds[i].kmask = 0;
@@ -566,7 +569,7 @@ set_why(char *why, size_t whylen, const char *what, int e)
 }
 
 static rl_reactor *
-ep_create(int *err, char *why, size_t whylen)
+ep_create_impl(int *err, char *why, size_t whylen, int inner)
 {
     struct epoll_event ev;
     int e = 0;
@@ -576,12 +579,15 @@ ep_create(int *err, char *why, size_t whylen)
         set_why(why, whylen, "epoll reactor", e);
         goto error;
     }
-    r->hdr.ops = &rl_epoll_ops;
-    r->hdr.kind = RL_BACKEND_EPOLL;
     r->epfd = -1;
     r->efd = -1;
     r->dirty_head = -1;
     r->cur_fd = -1;
+    e = -rl_reactor_init_header(&r->hdr, &rl_epoll_ops, RL_BACKEND_EPOLL);
+    if (e != 0) {
+        set_why(why, whylen, "pthread_atfork", e);
+        goto error;
+    }
     r->events = malloc(EVENTS_MIN * sizeof(*r->events));
     if (r->events == NULL) {
         e = ENOMEM;
@@ -594,6 +600,10 @@ ep_create(int *err, char *why, size_t whylen)
         e = errno;
         set_why(why, whylen, "epoll_create1", e);
         goto error;
+    }
+    if (inner) {
+        *err = 0;
+        return &r->hdr; /* no wake-up eventfd: driven from outside */
     }
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (r->efd < 0) {
@@ -627,6 +637,12 @@ error:
     return NULL;
 }
 
+static rl_reactor *
+ep_create(int *err, char *why, size_t whylen)
+{
+    return ep_create_impl(err, why, whylen, 0);
+}
+
 static void
 ep_destroy(rl_reactor *base)
 {
@@ -634,9 +650,29 @@ ep_destroy(rl_reactor *base)
     if (r == NULL) {
         return;
     }
-    /* Ops still in flight are forgotten: their memory is the issuer's. */
+    /* Ops still in flight are forgotten: nothing of ours outlives this, so
+     * they are IDLE and their memory is the issuer's. */
+    for (size_t fd = 0; fd < r->nfds; fd++) {
+        for (int dir = DIR_IN; dir <= DIR_OUT; dir++) {
+            rl_op *op;
+            while ((op = r->fds[fd].head[dir]) != NULL) {
+                list_remove(r, &r->fds[fd], dir, op);
+                op->state = RL_OPS_IDLE;
+                op->bflags = 0;
+            }
+        }
+    }
+    for (rl_op *op = r->cq_head; op != NULL;) {
+        rl_op *next = op->bnext;
+        op->bnext = NULL;
+        op->state = RL_OPS_IDLE;
+        op->bflags = 0;
+        op = next;
+    }
     close(r->epfd);
-    close(r->efd);
+    if (r->efd >= 0) {
+        close(r->efd);
+    }
     free(r->fds);
     free(r->events);
     free(r);
@@ -649,6 +685,16 @@ ep_submit(rl_reactor *base, rl_op *op)
     int dir;
     if (op->state != RL_OPS_IDLE) {
         return -EBUSY;
+    }
+    if (rl_reactor_forked(base)) {
+        /* Parked (reactor.h, "Fork"): the epoll set is the parent's.  The
+         * local queue is never run in the child (dispatch is inert); it
+         * only lets destroy() find the op. */
+        op->bflags = 0;
+        op->state = RL_OPS_ARMED;
+        r->inflight++;
+        cq_push(r, op, -ECANCELED);
+        return 0;
     }
     if ((op->flags & RL_OPF_MULTISHOT) && op->kind != RL_OP_ACCEPT) {
         return -EINVAL;
@@ -762,6 +808,9 @@ ep_cancel(rl_reactor *base, rl_op *op)
         return -EALREADY;
     }
     op->state = RL_OPS_CANCELLING;
+    if (rl_reactor_forked(base)) {
+        return 0; /* no completion will come (reactor.h, "Fork") */
+    }
     if (op->bflags & BF_LISTED) {
         int fd = op->fd;
         detach(r, op);
@@ -816,6 +865,9 @@ static int
 ep_wait(rl_reactor *base, int64_t timeout_ns)
 {
     ep_reactor *r = (ep_reactor *)base;
+    if (rl_reactor_forked(base)) {
+        return -ECHILD;
+    }
     if (r->in_dispatch) {
         return -EBUSY; /* would overwrite the batch being dispatched */
     }
@@ -861,7 +913,7 @@ ep_dispatch(rl_reactor *base)
 {
     ep_reactor *r = (ep_reactor *)base;
     int ncb = 0;
-    if (r->in_dispatch) {
+    if (r->in_dispatch || rl_reactor_forked(base)) {
         return 0;
     }
     r->in_dispatch = 1;
@@ -909,7 +961,11 @@ ep_wakeup(rl_reactor *base)
      * counter is already huge, i.e. a wakeup is pending anyway. */
     int saved = errno;
     uint64_t one = 1;
-    ssize_t rc = write(r->efd, &one, sizeof(one));
+    ssize_t rc;
+    if (rl_reactor_forked(base)) {
+        return; /* the eventfd is shared with the parent */
+    }
+    rc = write(r->efd, &one, sizeof(one));
     (void)rc;
     errno = saved;
 }
@@ -941,3 +997,60 @@ const rl_reactor_ops rl_epoll_ops = {
     .inflight = ep_inflight,
     .flush = ep_flush,
 };
+
+/* ------------------------------------------------------------------------
+ * The inner epoll set of the io_uring backend (reactor.h, "Between
+ * backends")
+ */
+
+rl_reactor *
+rl_epoll_inner_create(int *err)
+{
+    return ep_create_impl(err, NULL, 0, 1);
+}
+
+int
+rl_epoll_inner_sync(rl_reactor *base, rl_epoll_inner_state *st)
+{
+    ep_reactor *r = (ep_reactor *)base;
+    if (r->need_rebuild) {
+        rebuild_epoll(r);
+    }
+    flush_dirty(r);
+    st->epfd = r->epfd;
+    st->rebuilds = r->rebuilds;
+    st->waiting = r->inflight > r->ncq;
+    st->local = r->ncq > 0;
+    return 0;
+}
+
+int
+rl_epoll_inner_harvest(rl_reactor *base)
+{
+    ep_reactor *r = (ep_reactor *)base;
+    if (r->in_dispatch) {
+        return -EBUSY;
+    }
+    if (r->grow_events && r->evcap < EVENTS_MAX) {
+        struct epoll_event *p =
+            realloc(r->events, (size_t)r->evcap * 2 * sizeof(*p));
+        if (p != NULL) {
+            r->events = p;
+            r->evcap *= 2;
+        }
+    }
+    r->grow_events = 0;
+    int n;
+    do {
+        n = epoll_wait(r->epfd, r->events, r->evcap, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        r->nready = 0;
+        return -errno;
+    }
+    r->nready = n;
+    if (n == r->evcap) {
+        r->grow_events = 1;
+    }
+    return n;
+}

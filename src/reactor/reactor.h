@@ -88,6 +88,14 @@ enum {
      * op completed may have been closed and its number reused).  Never on
      * the first op of an issuer on an fd. */
     RL_OPF_SAME_FILE = 1u << 2,
+    /* RL_OP_POLL: the issuer does not own the fd (add_reader/add_writer of
+     * a user's fd), which may be closed while the op is armed.  The reactor
+     * must then not keep the file open: epoll never does (a closed file
+     * drops out of the set, and the op simply never completes until it is
+     * cancelled, as with a selector); io_uring's POLL request would hold a
+     * file reference, so such polls go through an internal epoll set (see
+     * uring.c).  Must not change while the op is armed. */
+    RL_OPF_USER_FD = 1u << 3,
 };
 
 /* flags passed to the callback. */
@@ -156,8 +164,16 @@ typedef struct rl_reactor_ops {
     /* Allocate and set up.  On failure return NULL and set *err to -errno;
      * why (if not NULL, size whylen) gets a one-line human explanation. */
     rl_reactor *(*create)(int *err, char *why, size_t whylen);
-    /* Tear down: the kernel drops every op in flight, no callback is
-     * called.  The issuer then owns (and frees) all its ops. */
+    /* Tear down: every op in flight is cancelled and its final completion
+     * reaped (io_uring waits for the kernel as long as it takes), no
+     * callback is called.  The issuer then owns (and frees) all its ops
+     * that are IDLE.  An op left ARMED/CANCELLING is one the kernel may
+     * still use (io_uring only, when the ring could not be entered any
+     * more: a SINGLE_ISSUER ring closed from another thread than the one
+     * it belongs to, alive or exited, or io_uring_enter() failing hard):
+     * its issuer
+     * must leak it and everything it pins, never free it.  (epoll: every
+     * op is IDLE afterwards.) */
     void (*destroy)(rl_reactor *r);
     int (*submit)(rl_reactor *r, rl_op *op);
     /* 0: a final completion will follow (res -ECANCELED unless the op had
@@ -191,13 +207,56 @@ typedef struct rl_reactor_ops {
      * next wait.  0 or -errno.  epoll: nothing to do (its syscalls run in
      * dispatch, a cancelled op is off its fd's lists at once). */
     int (*flush)(rl_reactor *r);
+    /* Optional (may be NULL): a one-line explanation of an error this
+     * reactor returned, or NULL when strerror() says it all. */
+    const char *(*explain)(rl_reactor *r, int err);
 } rl_reactor_ops;
 
 /* Every backend's rl_reactor struct begins with this header. */
 struct rl_reactor {
     const rl_reactor_ops *ops;
     rl_backend_kind kind;
+    /* rl_reactor_fork_generation when the reactor was created: a forked
+     * child sees a different value (see rl_reactor_forked). */
+    unsigned long fork_gen;
 };
+
+/* Fork.  A child made by fork() inherits the reactor's memory, but the
+ * kernel objects behind it (the io_uring ring and its shared SQ/CQ memory,
+ * the epoll set) are the parent's: a child that submitted to the ring or
+ * called epoll_ctl() on the set would change the parent's registrations and
+ * corrupt its queues.  So every entry point of a reactor created before a
+ * fork is inert in the child, whoever calls it:
+ *   submit()   accepts the op (ARMED, -EBUSY if not IDLE) and nothing
+ *              reaches the kernel; no completion ever comes;
+ *   cancel()   marks it CANCELLING (-ENOENT/-EALREADY as usual); no
+ *              completion comes either;
+ *   flush(), dispatch(), wakeup()   do nothing (dispatch returns 0);
+ *   wait()     returns -ECHILD at once (the loop refuses to run in the
+ *              child before it gets there);
+ *   destroy()  releases the child's copies (fds, memory) without touching
+ *              the parent's requests, and every op is the issuer's again:
+ *              the kernel writes into the parent's memory, never into the
+ *              child's copy of a buffer.
+ * This is what asyncio's loop gives a child that aborts an inherited
+ * transport or closes a server: the call returns, the parent keeps serving.
+ * The marker is a generation counter bumped by a pthread_atfork() child
+ * handler (one load and compare per call; getpid() would be a syscall:
+ * glibc does not cache it).  A fork that bypasses the atfork handlers
+ * (a raw clone()) is not detected. */
+extern volatile unsigned long rl_reactor_fork_generation;
+
+/* Fill the header; registers the atfork handler on first use.  0 or
+ * -errno. */
+int rl_reactor_init_header(rl_reactor *r, const rl_reactor_ops *ops,
+                           rl_backend_kind kind);
+
+/* Non-zero in a child forked after r was created. */
+static inline int
+rl_reactor_forked(const rl_reactor *r)
+{
+    return __builtin_expect(r->fork_gen != rl_reactor_fork_generation, 0);
+}
 
 extern const rl_reactor_ops rl_epoll_ops;
 extern const rl_reactor_ops rl_uring_ops;
@@ -239,11 +298,39 @@ rl_reactor_flush(rl_reactor *r)
     return r->ops->flush(r);
 }
 
+static inline const char *
+rl_reactor_explain(rl_reactor *r, int err)
+{
+    return r->ops->explain != NULL ? r->ops->explain(r, err) : NULL;
+}
+
 static inline void
 rl_reactor_destroy(rl_reactor *r)
 {
     r->ops->destroy(r);
 }
+
+/* Between backends.  The io_uring backend sends RL_OPF_USER_FD polls to an
+ * epoll reactor of its own (no wake-up eventfd), whose epoll fd it watches
+ * with one io_uring POLL; these drive it:
+ *   sync()     apply pending registration changes (rebuilding the set if
+ *              needed) and say what to do: the epoll fd to poll (it changes
+ *              when rebuilds changes), whether any op waits for readiness,
+ *              whether completions are queued locally (then dispatch()
+ *              must run without waiting);
+ *   harvest()  epoll_wait() without blocking: the events go to the next
+ *              dispatch().  >= 0 or -errno.
+ * submit/cancel/dispatch/destroy/inflight are the rl_epoll_ops ones. */
+typedef struct {
+    int epfd;
+    uint32_t rebuilds;
+    int waiting;
+    int local;
+} rl_epoll_inner_state;
+
+rl_reactor *rl_epoll_inner_create(int *err);
+int rl_epoll_inner_sync(rl_reactor *r, rl_epoll_inner_state *st);
+int rl_epoll_inner_harvest(rl_reactor *r);
 
 /* Helper both backends share: 0 if fd may be polled as epoll allows, else
  * -EBADF (not an open fd) or -EPERM (regular file or directory). */

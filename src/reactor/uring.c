@@ -28,8 +28,8 @@
  *
  * Environment, read in create() only:
  *   RINGLOOP_URING_DEFER_TASKRUN=1    try SINGLE_ISSUER|DEFER_TASKRUN first
- *                                     (the loop must then stay on the
- *                                     creating thread)
+ *                                     (the ring then belongs to the first
+ *                                     thread that runs the loop: enter_ok)
  *   RINGLOOP_TEST_URING_SETUP_ERRNO=E fail as if io_uring_setup gave E
  *   RINGLOOP_TEST_URING_NOWAIT=1      test: force the -EAGAIN retry path
  *   RINGLOOP_TEST_URING_NO_MULTISHOT=1 test: emulate a kernel without
@@ -43,6 +43,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,14 +57,23 @@
 
 #include <liburing.h>
 
-/* user_data tags of internal requests.  0 is never used. */
+/* user_data of internal requests: a tag in the low 3 bits (never all 0: an
+ * rl_op address is 8-byte aligned) and, for TAG_EPOLL, the inner epoll
+ * set's rebuild count above them. */
 enum {
     TAG_WAKE = 1,   /* poll of the wake-up eventfd */
     TAG_IGNORE = 2, /* cancel requests: their CQE carries nothing */
-    TAG_LIMIT = 4,
+    TAG_EPOLL = 3,  /* poll of the inner epoll set (RL_OPF_USER_FD polls) */
+    TAG_MASK = 7,
 };
-_Static_assert(_Alignof(rl_op) >= TAG_LIMIT,
+_Static_assert(_Alignof(rl_op) > TAG_MASK,
                "rl_op addresses must not collide with internal tags");
+
+static inline uint64_t
+epoll_tag(uint32_t rebuilds)
+{
+    return ((uint64_t)rebuilds << 3) | TAG_EPOLL;
+}
 
 /* op->bflags */
 enum {
@@ -98,7 +108,7 @@ enum {
  * immediate timeout; a spurious return after a day is harmless. */
 #define RL_URING_FOREVER_S (24 * 3600)
 
-/* destroy() gives in-flight ops this long to be cancelled and reaped. */
+/* destroy() re-sends its cancellations after this long (see drain). */
 #define RL_URING_DRAIN_NS (1000 * 1000000LL)
 
 #define RL_URING_BATCH 64
@@ -116,7 +126,18 @@ typedef struct rl_uring {
     /* Test hook RINGLOOP_TEST_URING_NOWAIT=1: force the -EAGAIN path. */
     int nowait_msg_flags; /* MSG_DONTWAIT or 0 */
     int nowait_rw_flags;  /* RWF_NOWAIT or 0 */
-    pid_t owner_pid;      /* destroy() in a forked child must not cancel */
+    pid_t owner_pid;      /* with the fork marker: see uring_destroy */
+    /* SINGLE_ISSUER ring (RINGLOOP_URING_DEFER_TASKRUN=1): see enter_ok */
+    bool single_issuer;
+    bool disabled;        /* created R_DISABLED, not enabled yet */
+    pthread_t issuer;     /* the thread that enabled it */
+    /* RL_OPF_USER_FD polls live in an inner epoll reactor (created on first
+     * use) whose epoll fd is watched by one-shot POLLs tagged TAG_EPOLL. */
+    rl_reactor *inner;
+    bool epoll_armed;       /* a TAG_EPOLL poll on the current set */
+    bool epoll_ready;       /* one fired: harvest before the next dispatch */
+    uint32_t epoll_gen;     /* rebuild count of the set that poll watches */
+    unsigned epoll_polls;   /* TAG_EPOLL requests in the kernel (drain) */
 } rl_uring;
 
 /* A CQE copied out of the ring. */
@@ -182,6 +203,35 @@ ops_unlink(rl_uring *u, rl_op *op)
     u->inflight--;
 }
 
+/* May this thread enter the ring?  0 or -EEXIST.
+ *
+ * SINGLE_ISSUER|DEFER_TASKRUN (opt-in) tie the ring to one thread: the
+ * kernel answers -EEXIST to io_uring_enter() from any other.  A Python loop
+ * is often created in one thread and run in another, so the ring is created
+ * disabled (IORING_SETUP_R_DISABLED, which leaves the submitter unset) and
+ * enabled here by the first thread that enters it, i.e. the first that runs
+ * the loop.  Until then submit() only fills the SQ.  A later enter from
+ * another thread fails before reaching the kernel, with -EEXIST as the
+ * kernel would, and explain() says why.  Cheap: pthread_self() is a TLS
+ * read. */
+static int
+enter_ok(rl_uring *u)
+{
+    if (!u->single_issuer) {
+        return 0;
+    }
+    if (u->disabled) {
+        int rc = io_uring_enable_rings(&u->ring);
+        if (rc < 0) {
+            return rc;
+        }
+        u->disabled = false;
+        u->issuer = pthread_self();
+        return 0;
+    }
+    return pthread_equal(u->issuer, pthread_self()) ? 0 : -EEXIST;
+}
+
 /* A free SQE.  When the SQ is full, flush it to the kernel (one
  * io_uring_enter, no wait) and retry; fails only on a real error. */
 static struct io_uring_sqe *
@@ -190,7 +240,10 @@ get_sqe(rl_uring *u, int *err)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     int tries = 0;
     while (sqe == NULL) {
-        int rc = io_uring_submit(&u->ring);
+        int rc = enter_ok(u);
+        if (rc == 0) {
+            rc = io_uring_submit(&u->ring);
+        }
         if (rc < 0 && rc != -EAGAIN && rc != -EINTR) {
             *err = rc;
             return NULL;
@@ -508,9 +561,10 @@ static int
 setup_ring(rl_uring *u, int fake_err, bool want_defer)
 {
     /* SINGLE_ISSUER|DEFER_TASKRUN (6.0/6.1) is NOT the default: it binds
-     * submission and completion to the thread that created the ring, and a
-     * Python loop may be created in one thread and run in another (any
-     * other thread then gets -EEXIST).
+     * submission and completion to one thread, while a Python loop may run
+     * in one thread, then in another (the second gets -EEXIST).  Created
+     * R_DISABLED (5.10), so that the thread bound is the first that runs
+     * the loop, not the creating one (enter_ok).
      * Opt-in: RINGLOOP_URING_DEFER_TASKRUN=1.
      * COOP_TASKRUN (5.19): completions run when we enter the kernel
      * instead of interrupting the thread with an IPI; TASKRUN_FLAG (5.19)
@@ -519,8 +573,8 @@ setup_ring(rl_uring *u, int fake_err, bool want_defer)
      * SQE does not stop the rest of the batch.  CQSIZE (5.5): CQ 4x SQ. */
     static const unsigned flag_sets[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-            IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL |
-            IORING_SETUP_CQSIZE,
+            IORING_SETUP_R_DISABLED | IORING_SETUP_TASKRUN_FLAG |
+            IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
             IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE,
         IORING_SETUP_CQSIZE,
@@ -543,6 +597,8 @@ setup_ring(rl_uring *u, int fake_err, bool want_defer)
                 rc = io_uring_queue_init_params(sizes[s], &u->ring, &p);
             }
             if (rc == 0) {
+                u->single_issuer = i == 0;
+                u->disabled = i == 0;
                 return 0;
             }
             if (rc != -EINVAL) {
@@ -619,9 +675,12 @@ uring_create(int *err, char *why, size_t whylen)
         set_why(why, whylen, "io_uring: out of memory");
         goto error;
     }
-    u->hdr.ops = &rl_uring_ops;
-    u->hdr.kind = RL_BACKEND_IO_URING;
     u->efd = -1;
+    rc = rl_reactor_init_header(&u->hdr, &rl_uring_ops, RL_BACKEND_IO_URING);
+    if (rc < 0) {
+        set_why(why, whylen, "io_uring: pthread_atfork() failed");
+        goto error;
+    }
     u->owner_pid = getpid();
 
     /* Environment is read here only. */
@@ -686,10 +745,11 @@ uring_create(int *err, char *why, size_t whylen)
         goto error;
     }
     rc = arm_wake(u);
-    if (rc == 0) {
+    if (rc == 0 && !u->disabled) {
         /* Enter once now: the wake-up poll is live from the start, and a
          * policy that allows io_uring_setup but not io_uring_enter shows
-         * up here rather than in the first wait. */
+         * up here rather than in the first wait.  (A disabled ring is
+         * entered first by the thread that runs the loop: enter_ok.) */
         rc = io_uring_submit(&u->ring);
     }
     if (rc < 0) {
@@ -731,7 +791,11 @@ drain_cqes(rl_uring *u)
             }
             continue;
         }
-        if (ud < TAG_LIMIT) {
+        if ((ud & TAG_MASK) == TAG_EPOLL) {
+            u->epoll_polls--;
+            continue;
+        }
+        if (ud & TAG_MASK) {
             continue;
         }
         rl_op *op = (rl_op *)(uintptr_t)ud;
@@ -759,11 +823,22 @@ drain_cqes(rl_uring *u)
  * teardown (io_ring_exit_work), so a request running in io-wq, or one
  * completing before the exit work reaches it, could still write into an
  * issuer's buffer after destroy() returned.  Cancelling and reaping makes
- * that impossible, costs one round trip, and leaves every op IDLE. */
+ * that impossible and leaves every op IDLE.
+ *
+ * There is no deadline: a buffer must never be freed while the kernel may
+ * still write to it, so the drain goes on until the last final completion
+ * is reaped, re-sending the cancellations every RL_URING_DRAIN_NS (a
+ * request the kernel could not cancel at once, e.g. one in io-wq between
+ * two steps, gets another try).  Network requests and pipe/tty reads,
+ * the only ones issued here, are cancellable, so in practice one round
+ * trip does it.  The only way out with ops left is a ring this thread may
+ * not enter (a SINGLE_ISSUER ring owned by another thread, alive or
+ * exited: an exited owner's requests stay armed) or a hard
+ * error of io_uring_enter(): those ops stay ARMED/CANCELLING (see
+ * reactor.h, destroy) and their issuer must leak them. */
 static void
-drain(rl_uring *u)
+cancel_all(rl_uring *u)
 {
-    int64_t deadline;
     for (rl_op *op = u->ops; op != NULL; op = op->bnext) {
         if (queue_cancel(u, (uint64_t)(uintptr_t)op) < 0) {
             break;
@@ -772,15 +847,51 @@ drain(rl_uring *u)
     if (u->wake_state != WAKE_NONE) {
         (void)queue_cancel(u, TAG_WAKE);
     }
-    deadline = mono_ns() + RL_URING_DRAIN_NS;
+    if (u->epoll_armed) {
+        /* older ones were cancelled when the set was rebuilt */
+        (void)queue_cancel(u, epoll_tag(u->epoll_gen));
+    }
+}
+
+static bool
+drained(const rl_uring *u)
+{
+    return u->ops == NULL && u->wake_state == WAKE_NONE &&
+           u->epoll_polls == 0;
+}
+
+static void
+drain(rl_uring *u)
+{
+    int64_t next_cancel;
+    if (u->disabled) {
+        /* Never entered: nothing ever reached the kernel. */
+        while (u->ops != NULL) {
+            rl_op *op = u->ops;
+            ops_unlink(u, op);
+            op->state = RL_OPS_IDLE;
+            op->bflags = 0;
+        }
+        return;
+    }
+    if (enter_ok(u) < 0) {
+        /* Another thread owns the ring: what its requests completed can
+         * still be reaped, the rest stays armed. */
+        drain_cqes(u);
+        return;
+    }
+    cancel_all(u);
+    next_cancel = mono_ns() + RL_URING_DRAIN_NS;
     for (;;) {
         drain_cqes(u);
-        if (u->ops == NULL && u->wake_state == WAKE_NONE) {
+        if (drained(u)) {
             break;
         }
-        int64_t left = deadline - mono_ns();
+        int64_t left = next_cancel - mono_ns();
         if (left <= 0) {
-            break;
+            cancel_all(u);
+            next_cancel = mono_ns() + RL_URING_DRAIN_NS;
+            left = RL_URING_DRAIN_NS;
         }
         struct __kernel_timespec ts = {.tv_sec = left / 1000000000LL,
                                        .tv_nsec = left % 1000000000LL};
@@ -789,6 +900,7 @@ drain(rl_uring *u)
                                                   NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN &&
             rc != -EBUSY) {
+            drain_cqes(u);
             break;
         }
     }
@@ -802,19 +914,30 @@ uring_destroy(rl_reactor *r)
         return;
     }
     /* In a forked child the ring (shared memory, same kernel context) still
-     * belongs to the parent: cancelling would kill the parent's ops. */
-    if (getpid() == u->owner_pid) {
+     * belongs to the parent: cancelling would kill the parent's ops.  The
+     * pid is checked too (destroy is rare): it also catches a fork that
+     * bypassed the atfork handler. */
+    if (!rl_reactor_forked(r) && getpid() == u->owner_pid) {
         drain(u);
+        /* Ops still ARMED/CANCELLING now (see drain) keep their state:
+         * the kernel may still use them, the issuer must leak them. */
     }
-    /* Whatever is left (drain timed out, or fork) is forgotten. */
-    while (u->ops != NULL) {
-        rl_op *op = u->ops;
-        ops_unlink(u, op);
-        op->state = RL_OPS_IDLE;
-        op->bflags = 0;
+    else {
+        /* A forked child: the kernel works on the parent's memory, never
+         * on the child's copies, which are the issuer's again. */
+        while (u->ops != NULL) {
+            rl_op *op = u->ops;
+            ops_unlink(u, op);
+            op->state = RL_OPS_IDLE;
+            op->bflags = 0;
+        }
     }
     io_uring_queue_exit(&u->ring);
     close(u->efd);
+    if (u->inner != NULL) {
+        /* its ops are the issuer's, as after an epoll destroy */
+        rl_epoll_ops.destroy(u->inner);
+    }
     free(u);
 }
 
@@ -822,12 +945,120 @@ uring_destroy(rl_reactor *r)
  * submit / cancel
  */
 
+/* In a forked child (reactor.h, "Fork"): the op is parked, nothing reaches
+ * the ring (its SQ is the parent's). */
+static int
+forked_submit(rl_uring *u, rl_op *op)
+{
+    if (op->state != RL_OPS_IDLE) {
+        return -EBUSY;
+    }
+    op->bflags = 0;
+    op->state = RL_OPS_ARMED;
+    ops_link(u, op);
+    return 0;
+}
+
+/* RL_OPF_USER_FD polls (reactor.h): an io_uring POLL request holds a
+ * reference to the fd's file, so a socket the user closes without
+ * remove_reader() would stay open (its peer never sees EOF).  They go to an
+ * inner epoll reactor instead (epoll.c: level-triggered, lazy epoll_ctl,
+ * a closed file drops out of the set by itself), whose epoll fd is watched
+ * by one one-shot io_uring POLL, re-armed before each wait while any of its
+ * ops waits; when it fires, dispatch() harvests the set with a zero-timeout
+ * epoll_wait() and runs the inner dispatch.  The POLL holds a reference to
+ * the epoll file only.  Cost per wake-up: one epoll_wait() (measured in the
+ * issue-9 report); the native transports, which own their fds and cancel
+ * their ops before closing them, keep direct POLLs. */
+static int
+submit_user_poll(rl_uring *u, rl_op *op)
+{
+    if (u->inner == NULL) {
+        int err = 0;
+        u->inner = rl_epoll_inner_create(&err);
+        if (u->inner == NULL) {
+            return err < 0 ? err : -ENOMEM;
+        }
+    }
+    return rl_epoll_ops.submit(u->inner, op);
+}
+
+/* Before a wait: apply the inner set's registration changes and keep one
+ * POLL on its epoll fd while any inner op waits.  Returns 1 when inner
+ * completions are queued locally (the wait must not block). */
+static int
+prepare_inner(rl_uring *u)
+{
+    rl_epoll_inner_state st;
+    int err = 0;
+    struct io_uring_sqe *sqe;
+    (void)rl_epoll_inner_sync(u->inner, &st);
+    if (u->epoll_armed && u->epoll_gen != st.rebuilds) {
+        /* the set was replaced: its old epoll fd is gone */
+        if (queue_cancel(u, epoll_tag(u->epoll_gen)) == 0) {
+            u->epoll_armed = false;
+        }
+    }
+    if (st.waiting && !u->epoll_armed && !u->epoll_ready) {
+        sqe = get_sqe(u, &err);
+        if (sqe != NULL) {
+            io_uring_prep_poll_add(sqe, st.epfd, POLLIN);
+            io_uring_sqe_set_data64(sqe, epoll_tag(st.rebuilds));
+            u->epoll_armed = true;
+            u->epoll_gen = st.rebuilds;
+            u->epoll_polls++;
+        }
+    }
+    return st.local || u->epoll_ready;
+}
+
+static void
+on_epoll_cqe(rl_uring *u, uint64_t ud, int32_t res)
+{
+    u->epoll_polls--;
+    if (!u->epoll_armed || (uint32_t)(ud >> 3) != u->epoll_gen) {
+        return; /* the poll of a replaced set */
+    }
+    u->epoll_armed = false;
+    if (res == -ECANCELED) {
+        return; /* kernel-cancelled (thread exit): re-armed by wait() */
+    }
+    u->epoll_ready = true;
+}
+
+/* Harvest the inner set if its poll fired and run its completions. */
+static int
+dispatch_inner(rl_uring *u)
+{
+    if (u->epoll_ready) {
+        u->epoll_ready = false;
+        (void)rl_epoll_inner_harvest(u->inner);
+    }
+    return rl_epoll_ops.dispatch(u->inner);
+}
+
+static int
+forked_cancel(rl_op *op)
+{
+    if (op->state == RL_OPS_IDLE) {
+        return -ENOENT;
+    }
+    if (op->state == RL_OPS_CANCELLING) {
+        return -EALREADY;
+    }
+    op->state = RL_OPS_CANCELLING;
+    return 0;
+}
+
 static int
 uring_submit(rl_reactor *r, rl_op *op)
 {
     rl_uring *u = (rl_uring *)r;
     int rc;
 
+    if (rl_reactor_forked(r)) {
+        return forked_submit(u, op);
+    }
     if (op->state != RL_OPS_IDLE) {
         return -EBUSY;
     }
@@ -838,10 +1069,15 @@ uring_submit(rl_reactor *r, rl_op *op)
         return -EINVAL;
     }
     if (op->kind == RL_OP_POLL && (op->flags & RL_OPF_CHECK_FD)) {
+        /* before submit_user_poll() may create the inner epoll fd, which
+         * could take the number of a closed fd */
         rc = rl_reactor_check_fd(op->fd);
         if (rc < 0) {
             return rc;
         }
+    }
+    if (op->kind == RL_OP_POLL && (op->flags & RL_OPF_USER_FD)) {
+        return submit_user_poll(u, op);
     }
     op->bflags = 0;
     rc = queue_op(u, op);
@@ -859,6 +1095,13 @@ uring_cancel(rl_reactor *r, rl_op *op)
     rl_uring *u = (rl_uring *)r;
     int rc;
 
+    if (rl_reactor_forked(r)) {
+        return forked_cancel(op);
+    }
+    if (op->kind == RL_OP_POLL && (op->flags & RL_OPF_USER_FD) &&
+        u->inner != NULL) {
+        return rl_epoll_ops.cancel(u->inner, op);
+    }
     if (op->state == RL_OPS_IDLE) {
         return -ENOENT;
     }
@@ -898,8 +1141,18 @@ uring_wait(rl_reactor *r, int64_t timeout_ns)
     unsigned pending;
     int rc;
 
+    if (rl_reactor_forked(r)) {
+        return -ECHILD;
+    }
+    rc = enter_ok(u);
+    if (rc < 0) {
+        return rc;
+    }
     if (u->wake_state == WAKE_NONE) {
         (void)arm_wake(u);
+    }
+    if (u->inner != NULL && prepare_inner(u)) {
+        timeout_ns = 0;
     }
     if (timeout_ns == 0 || io_uring_cq_ready(ring) > 0) {
         /* Do not block.  io_uring_submit() enters only if there is
@@ -1098,8 +1351,12 @@ uring_dispatch(rl_reactor *r)
     /* Only what is in the CQ now: completions that callbacks cause (an SQ
      * flush enters the kernel) wait for the next iteration, so a callback
      * that resubmits an op ready at once cannot starve the loop. */
-    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    unsigned tail;
 
+    if (rl_reactor_forked(r)) {
+        return 0; /* the CQ is the parent's */
+    }
+    tail = io_uring_smp_load_acquire(cq->ktail);
     for (;;) {
         /* Re-read the head each batch: the slots of a batch are released
          * before its callbacks run, so a nested dispatch() (not expected)
@@ -1124,15 +1381,21 @@ uring_dispatch(rl_reactor *r)
         io_uring_cq_advance(&u->ring, n);
         for (unsigned i = 0; i < n; i++) {
             uint64_t ud = batch[i].user_data;
-            if (ud >= TAG_LIMIT) {
+            if ((ud & TAG_MASK) == 0) {
                 ncb += on_op_cqe(u, (rl_op *)(uintptr_t)ud, batch[i].res,
                                  batch[i].flags);
             }
             else if (ud == TAG_WAKE) {
                 on_wake_cqe(u, batch[i].res, batch[i].flags);
             }
+            else if ((ud & TAG_MASK) == TAG_EPOLL) {
+                on_epoll_cqe(u, ud, batch[i].res);
+            }
             /* TAG_IGNORE: a cancel request's own result. */
         }
+    }
+    if (u->inner != NULL) {
+        ncb += dispatch_inner(u);
     }
     return ncb;
 }
@@ -1144,8 +1407,12 @@ uring_wakeup(rl_reactor *r)
     rl_uring *u = (rl_uring *)r;
     uint64_t one = 1;
     int saved = errno;
+    ssize_t n;
+    if (rl_reactor_forked(r)) {
+        return; /* would wake the parent's loop */
+    }
     /* EAGAIN (counter saturated) means a wake-up is pending anyway. */
-    ssize_t n = write(u->efd, &one, sizeof(one));
+    n = write(u->efd, &one, sizeof(one));
     (void)n;
     errno = saved;
 }
@@ -1153,7 +1420,9 @@ uring_wakeup(rl_reactor *r)
 static size_t
 uring_inflight(rl_reactor *r)
 {
-    return ((rl_uring *)r)->inflight;
+    rl_uring *u = (rl_uring *)r;
+    return u->inflight +
+           (u->inner != NULL ? rl_epoll_ops.inflight(u->inner) : 0);
 }
 
 /* Submit what the SQ holds and run pending completion work, without
@@ -1167,8 +1436,34 @@ static int
 uring_flush(rl_reactor *r)
 {
     rl_uring *u = (rl_uring *)r;
-    int rc = io_uring_submit_and_get_events(&u->ring);
+    int rc;
+    if (rl_reactor_forked(r)) {
+        return 0;
+    }
+    rc = enter_ok(u);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = io_uring_submit_and_get_events(&u->ring);
     return rc < 0 && !transient(rc) && rc != -EINTR ? rc : 0;
+}
+
+static const char *
+uring_explain(rl_reactor *r, int err)
+{
+    rl_uring *u = (rl_uring *)r;
+    if (err == -EEXIST && u->single_issuer && !u->disabled) {
+        return "io_uring: this loop's ring was created with "
+               "RINGLOOP_URING_DEFER_TASKRUN=1 (IORING_SETUP_SINGLE_ISSUER|"
+               "DEFER_TASKRUN), which binds it to the first thread that ran "
+               "the loop; it cannot be used from another thread (unset "
+               "RINGLOOP_URING_DEFER_TASKRUN for loops that change threads)";
+    }
+    if (err == -ECHILD && rl_reactor_forked(r)) {
+        return "io_uring: this reactor was created before os.fork() and is "
+               "inert in the child";
+    }
+    return NULL;
 }
 
 const rl_reactor_ops rl_uring_ops = {
@@ -1182,4 +1477,5 @@ const rl_reactor_ops rl_uring_ops = {
     .wakeup = uring_wakeup,
     .inflight = uring_inflight,
     .flush = uring_flush,
+    .explain = uring_explain,
 };

@@ -14,5 +14,5 @@ ${CC:-cc} $flags "$@" -I"$top/src" -I"$top/src/reactor" \
     "$uring" -lpthread -o "$here/bin/test_reactor"
 ${CC:-cc} $flags "$@" -I"$top/src" -I"$top/src/reactor" \
     "$here/test_uring_extra.c" "$top/src/reactor/common.c" \
-    "$top/src/reactor/uring.c" \
+    "$top/src/reactor/epoll.c" "$top/src/reactor/uring.c" \
     "$uring" -lpthread -o "$here/bin/test_uring_extra"

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -803,6 +804,135 @@ test_flush_listener_close(void)
     rl_reactor_destroy(r);
 }
 
+/* RL_OPF_USER_FD polls: level-triggered like any POLL, and the reactor keeps
+ * no reference to the file: closing the fd under the armed op closes the
+ * socket (the peer sees EOF); the op then completes only when cancelled. */
+static void
+test_user_fd_poll(void)
+{
+    rl_reactor *r = mk();
+    int sv[2], sv2[2];
+    top t, u2;
+    char c;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2) == 0);
+    top_init(&t, r, RL_OP_POLL, sv[0]);
+    t.op.flags = RL_OPF_USER_FD | RL_OPF_CHECK_FD;
+    t.op.u.poll.events = POLLIN;
+    CHECK(rl_reactor_submit(r, &t.op) == 0);
+    CHECK(OPS->inflight(r) == 1);
+    CHECK(rl_reactor_wait(r, 0) >= 0);
+    CHECK(rl_reactor_dispatch(r) == 0);
+    CHECK(write(sv[1], "a", 1) == 1);
+    t.resubmit = 2; /* not drained: fires again each time (level) */
+    SPIN_UNTIL(r, t.ncalls == 3, 5.0);
+    CHECK(t.ncalls == 3 && (t.last_res & POLLIN));
+    CHECK(t.op.state == RL_OPS_IDLE);
+    CHECK(read(sv[0], &c, 1) == 1);
+    t.op.flags = RL_OPF_USER_FD;
+    CHECK(rl_reactor_submit(r, &t.op) == 0);
+    /* a second user poll, and a plain one, on other fds */
+    top_init(&u2, r, RL_OP_POLL, sv2[0]);
+    u2.op.flags = RL_OPF_USER_FD;
+    u2.op.u.poll.events = POLLOUT;
+    CHECK(rl_reactor_submit(r, &u2.op) == 0);
+    SPIN_UNTIL(r, u2.ncalls == 1, 5.0);
+    CHECK(u2.ncalls == 1 && (u2.last_res & POLLOUT));
+    CHECK(t.ncalls == 3 && t.op.state == RL_OPS_ARMED);
+    /* closed under the armed op: the socket is really closed */
+    CHECK(close(sv[0]) == 0);
+    SPIN_UNTIL(r, 0, 0.05);
+    CHECK(read(sv[1], &c, 1) == 0);
+    CHECK(t.ncalls == 3);
+    CHECK(rl_reactor_cancel(r, &t.op) == 0);
+    SPIN_UNTIL(r, t.ncalls == 4, 5.0);
+    CHECK(t.ncalls == 4 && t.last_res == -ECANCELED);
+    CHECK(OPS->inflight(r) == 0);
+    rl_reactor_destroy(r);
+    close(sv[1]);
+    close(sv2[0]);
+    close(sv2[1]);
+}
+
+/* Fork (reactor.h, "Fork"): in a child every entry point is inert, so what
+ * the child does with the inherited reactor never reaches the parent's ring
+ * or epoll set; the parent's ops complete as if nothing happened. */
+static void
+test_fork_inert(void)
+{
+    rl_reactor *r = mk();
+    int sv[2], sv2[2], sv3[2];
+    top rd, pl, extra, woken;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2) == 0);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv3) == 0);
+    top_init(&rd, r, RL_OP_RECV, sv[0]);
+    rd.op.u.io.buf = rd.buf;
+    rd.op.u.io.len = sizeof(rd.buf);
+    top_init(&pl, r, RL_OP_POLL, sv2[0]);
+    pl.op.u.poll.events = POLLIN;
+    CHECK(rl_reactor_submit(r, &rd.op) == 0);
+    CHECK(rl_reactor_submit(r, &pl.op) == 0);
+    /* let both reach the kernel / the epoll set */
+    CHECK(rl_reactor_wait(r, 20 * 1000000LL) >= 0);
+    CHECK(rl_reactor_dispatch(r) == 0);
+
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int bad = 0;
+        top_init(&extra, r, RL_OP_POLL, sv3[0]);
+        extra.op.u.poll.events = POLLIN;
+        bad += rl_reactor_cancel(r, &rd.op) != 0;
+        bad += rd.op.state != RL_OPS_CANCELLING;
+        bad += rl_reactor_cancel(r, &rd.op) != -EALREADY;
+        bad += rl_reactor_cancel(r, &pl.op) != 0;
+        bad += rl_reactor_submit(r, &extra.op) != 0;
+        bad += extra.op.state != RL_OPS_ARMED;
+        bad += rl_reactor_submit(r, &extra.op) != -EBUSY;
+        bad += write(sv3[1], "c", 1) != 1;
+        bad += rl_reactor_flush(r) != 0;
+        rl_reactor_wakeup(r);
+        bad += rl_reactor_wait(r, 0) != -ECHILD;
+        bad += rl_reactor_wait(r, -1) != -ECHILD; /* never blocks */
+        bad += rl_reactor_dispatch(r) != 0;
+        bad += extra.ncalls != 0 || rd.ncalls != 0 || pl.ncalls != 0;
+        bad += rl_reactor_cancel(r, &extra.op) != 0;
+        rl_reactor_destroy(r);
+        _exit(bad);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* the child's wakeup() did not reach the parent's wait */
+    CHECK(rl_reactor_wait(r, 0) >= 0);
+    CHECK(rl_reactor_dispatch(r) == 0);
+    CHECK(rd.op.state == RL_OPS_ARMED && pl.op.state == RL_OPS_ARMED);
+    CHECK(write(sv[1], "data", 4) == 4);
+    CHECK(write(sv2[1], "p", 1) == 1);
+    SPIN_UNTIL(r, rd.ncalls == 1 && pl.ncalls == 1, 5.0);
+    CHECK(rd.ncalls == 1 && rd.last_res == 4);
+    CHECK(memcmp(rd.buf, "data", 4) == 0);
+    CHECK(pl.ncalls == 1 && (pl.last_res & POLLIN));
+    /* and the reactor goes on working */
+    CHECK(rl_reactor_submit(r, &rd.op) == 0);
+    CHECK(write(sv[1], "more", 4) == 4);
+    SPIN_UNTIL(r, rd.ncalls == 2, 5.0);
+    CHECK(rd.ncalls == 2 && rd.last_res == 4);
+    top_init(&woken, r, RL_OP_POLL, sv3[0]);
+    woken.op.u.poll.events = POLLIN;
+    CHECK(rl_reactor_submit(r, &woken.op) == 0); /* sv3 has "c" queued */
+    SPIN_UNTIL(r, woken.ncalls == 1, 5.0);
+    CHECK(woken.ncalls == 1 && (woken.last_res & POLLIN));
+    CHECK(OPS->inflight(r) == 0);
+    rl_reactor_destroy(r);
+    for (int i = 0; i < 2; i++) {
+        close(sv[i]);
+        close(sv2[i]);
+        close(sv3[i]);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -848,6 +978,8 @@ main(int argc, char **argv)
     test_fd_reuse();
     test_flush_then_close();
     test_flush_listener_close();
+    test_user_fd_poll();
+    test_fork_inert();
     if (failures) {
         fprintf(stderr, "%s: %d failure(s)\n", argv[1], failures);
         return 1;

@@ -1034,6 +1034,143 @@ test_random_stress(void)
     }
 }
 
+/* RINGLOOP_URING_DEFER_TASKRUN=1: the SINGLE_ISSUER ring is created
+ * disabled and belongs to the first thread that enters it, not to the
+ * creating one; another thread gets -EEXIST (with an explanation) before
+ * reaching the kernel, and a destroy() that cannot enter the ring leaves
+ * the ops the kernel may still use ARMED (the issuer must leak them). */
+typedef struct {
+    rl_reactor *r;
+    top *op;
+    int go[2];   /* main -> thread: exit */
+    int done[2]; /* thread -> main: ring entered */
+    int ok;
+} defer_arg;
+
+static void *
+defer_owner(void *p)
+{
+    defer_arg *a = p;
+    char c;
+    if (rl_reactor_submit(a->r, &a->op->op) == 0 &&
+        rl_reactor_wait(a->r, 10 * 1000000LL) >= 0) {
+        rl_reactor_dispatch(a->r);
+        a->ok = 1;
+    }
+    if (write(a->done[1], "x", 1) != 1 || read(a->go[0], &c, 1) != 1) {
+        a->ok = 0;
+    }
+    return NULL;
+}
+
+static void
+test_defer_taskrun_threads(void)
+{
+    int sv[2];
+    top rx, pl;
+    defer_arg a;
+    pthread_t th;
+    char c;
+    setenv("RINGLOOP_URING_DEFER_TASKRUN", "1", 1);
+    rl_reactor *r = mk();
+    unsetenv("RINGLOOP_URING_DEFER_TASKRUN");
+    memset(&a, 0, sizeof(a));
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    CHECK(pipe(a.go) == 0 && pipe(a.done) == 0);
+    top_init(&rx, r, RL_OP_RECV, sv[0]);
+    rx.op.u.io.buf = rx.buf;
+    rx.op.u.io.len = sizeof(rx.buf);
+    a.r = r;
+    a.op = &rx;
+    CHECK(pthread_create(&th, NULL, defer_owner, &a) == 0);
+    CHECK(read(a.done[0], &c, 1) == 1);
+    CHECK(a.ok);
+    int rc = rl_reactor_wait(r, 0);
+    if (rc == -EEXIST) {
+        /* a SINGLE_ISSUER ring (kernel >= 6.1): bound to that thread */
+        const char *why = rl_reactor_explain(r, rc);
+        CHECK(why != NULL && strstr(why, "DEFER_TASKRUN") != NULL);
+        CHECK(rl_reactor_flush(r) == -EEXIST);
+        /* submit only fills the SQ: accepted */
+        top_init(&pl, r, RL_OP_POLL, sv[1]);
+        pl.op.u.poll.events = POLLOUT;
+        CHECK(rl_reactor_submit(r, &pl.op) == 0);
+        /* the owner lives: destroy cannot cancel, the ops stay ARMED */
+        rl_reactor_destroy(r);
+        CHECK(rx.op.state == RL_OPS_ARMED);
+        CHECK(rx.ncalls == 0 && pl.ncalls == 0);
+    }
+    else {
+        CHECK(rc >= 0); /* older kernel: the default flags, any thread */
+        rl_reactor_destroy(r);
+        CHECK(rx.op.state == RL_OPS_IDLE);
+    }
+    CHECK(write(a.go[1], "x", 1) == 1);
+    pthread_join(th, NULL);
+    close(a.go[0]);
+    close(a.go[1]);
+    close(a.done[0]);
+    close(a.done[1]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* Created here, run (and left) by another thread, destroyed here.  The
+ * requests of the exited owner stay armed in the kernel (see
+ * kernel_cancelled in uring.c) and no thread may enter the ring to cancel
+ * them any more: destroy() leaves such an op ARMED, for its issuer to
+ * leak (the ring's teardown cancels it; the op's memory must outlive it). */
+static void *
+defer_runner(void *p)
+{
+    defer_arg *a = p;
+    top *t = a->op;
+    a->ok = rl_reactor_submit(a->r, &t->op) == 0;
+    for (int i = 0; i < 100 && t->ncalls == 0; i++) {
+        if (rl_reactor_wait(a->r, 10 * 1000000LL) < 0) {
+            a->ok = 0;
+            break;
+        }
+        rl_reactor_dispatch(a->r);
+    }
+    /* leave one op armed behind */
+    a->ok = a->ok && t->ncalls == 1 && t->last_res == 2 &&
+            rl_reactor_submit(a->r, &t->op) == 0 &&
+            rl_reactor_wait(a->r, 0) >= 0;
+    return NULL;
+}
+
+static void
+test_defer_taskrun_owner_exits(void)
+{
+    int sv[2];
+    top rx;
+    defer_arg a;
+    pthread_t th;
+    setenv("RINGLOOP_URING_DEFER_TASKRUN", "1", 1);
+    rl_reactor *r = mk();
+    unsetenv("RINGLOOP_URING_DEFER_TASKRUN");
+    memset(&a, 0, sizeof(a));
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    top_init(&rx, r, RL_OP_RECV, sv[0]);
+    rx.op.u.io.buf = rx.buf;
+    rx.op.u.io.len = sizeof(rx.buf);
+    CHECK(write(sv[1], "hi", 2) == 2);
+    a.r = r;
+    a.op = &rx;
+    CHECK(pthread_create(&th, NULL, defer_runner, &a) == 0);
+    pthread_join(th, NULL);
+    CHECK(a.ok);
+    CHECK(rx.op.state == RL_OPS_ARMED);
+    rl_reactor_destroy(r);
+    if (rx.op.state != RL_OPS_IDLE) {
+        CHECK(rx.op.state == RL_OPS_ARMED); /* SINGLE_ISSUER: abandoned */
+    }
+    CHECK(rx.ncalls == 1);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -1061,6 +1198,8 @@ main(void)
         test_submitter_thread_exits();
     }
     test_parallel_loops();
+    test_defer_taskrun_threads();
+    test_defer_taskrun_owner_exits();
     /* The NOWAIT test hook sets RWF_NOWAIT, which a tty (no FMODE_NOWAIT)
      * refuses with EOPNOTSUPP; plain O_NONBLOCK tty reads do wait. */
     if (getenv("RINGLOOP_TEST_URING_NOWAIT") == NULL) {
