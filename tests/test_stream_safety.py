@@ -301,3 +301,42 @@ def test_writelines_out_of_memory_is_all_or_nothing(loop):
             assert got == bytes(expect)
 
     run(loop, main())
+
+
+# ---------------------------------------------------------------------------
+# the same class: an error between "took something" and "submitted it"
+
+
+@ringloop_only("asyncio lets the error out of its reader and calls "
+               "eof_received() again on every iteration")
+def test_eof_received_answer_without_truth_value(loop, loop_errors):
+    """eof_received() returns an object whose truth value raises: reported
+    as a failing eof_received() and the transport ends (it used to leave
+    the exception set and the transport neither reading nor closing)."""
+
+    class NoTruth:
+        def __bool__(self):
+            raise ValueError("no truth value")
+
+    class P(Recorder):
+        def eof_received(self):
+            self.events.append("eof")
+            return NoTruth()
+
+    async def main():
+        c, s = tcp_pair()
+        with c:
+            pr = P(loop)
+            tr, _ = await loop.connect_accepted_socket(lambda: pr, s)
+            await pr.made
+            c.shutdown(socket.SHUT_WR)
+            exc = await pr.lost
+            assert isinstance(exc, ValueError), exc
+            assert pr.events == ["made", "eof", "lost"]
+            assert tr.is_closing()
+        assert [e["message"] for e in loop_errors] == [
+            "Fatal error: protocol.eof_received() call failed."
+        ]
+        assert isinstance(loop_errors[0]["exception"], ValueError)
+
+    run(loop, main())

@@ -131,6 +131,24 @@ report_and_fatal(RlStream *t, PyObject *exc, const char *msg)
     return fatal_error(t, exc, msg);
 }
 
+/* The current exception ends the transport (Python context): asyncio's
+ * _fatal_error(exc, msg).  SystemExit/KeyboardInterrupt leave the loop
+ * instead (-1).  Every error on the way from "took something" to
+ * "submitted it" ends here or undoes what it took: never return 0 with an
+ * exception set, never leave the transport waiting for an op that was not
+ * submitted. */
+static int
+fatal_current(RlStream *t, const char *msg)
+{
+    if (rl_net_exc_is_fatal()) {
+        return -1;
+    }
+    PyObject *e = rl_err_get_raised();
+    int rc = report_and_fatal(t, e, msg);
+    Py_XDECREF(e);
+    return rc;
+}
+
 /* A send of the queue failed and the error was not reported yet: it is
  * kept in lost_exc (which is otherwise only set together with conn_lost)
  * until report_write_error() runs, from the ready queue.  Meanwhile the
@@ -668,7 +686,11 @@ on_eof(RlStream *t)
     int keep_open = PyObject_IsTrue(r);
     Py_DECREF(r);
     if (keep_open < 0) {
-        return rl_net_exc_is_fatal() ? -1 : 0;
+        /* Its answer has no truth value: as if it had raised (asyncio
+         * lets the error out of its reader callback, which then runs
+         * again and again on the EOF). */
+        return fatal_current(
+            t, "Fatal error: protocol.eof_received() call failed.");
     }
     if (!keep_open) {
         return stream_do_close(t) < 0 ? -1 : 0;
@@ -987,11 +1009,20 @@ rop_cb(rl_op *op, int32_t res, uint32_t flags)
     }
     t->rres = res;
     t->rqueued = 1;
-    /* The op's reference goes to the record. */
+    /* The record gets a reference of its own: a failed push drops it,
+     * and that must not be the last one here, in dispatch. */
+    Py_INCREF(t);
     if (rl_loop_call_soon_c(loop, read_fn, (PyObject *)t, NULL) < 0) {
+        /* Out of memory for the ready queue: the result cannot be
+         * delivered, and nothing would arm the next read; end the
+         * transport with the error rather than stall it. */
         t->rqueued = 0;
-        PyErr_WriteUnraisable((PyObject *)loop);
+        Py_CLEAR(t->rbuf);
+        PyObject *e = rl_err_get_raised();
+        force_close(t, e, 0);
+        Py_XDECREF(e);
     }
+    rl_net_release_owner(loop, (PyObject *)t); /* the op's */
 }
 
 /* The queue's send failed (in dispatch: no Python code).  As asyncio's
@@ -1120,7 +1151,7 @@ read_arm(RlStream *t)
         Py_INCREF(t);
         if (rl_loop_call_soon_c(t->loop, read_fn, (PyObject *)t, NULL) <
             0) {
-            return rl_net_exc_is_fatal() ? -1 : 0;
+            return fatal_current(t, "Fatal read error on socket transport");
         }
         t->rstash = 0;
         t->rqueued = 1;
@@ -1182,7 +1213,7 @@ read_arm(RlStream *t)
         rop_forget(&t->rop);
         PyObject *exc = rl_net_oserror(rc, NULL);
         if (exc == NULL) {
-            return rl_net_exc_is_fatal() ? -1 : 0;
+            return fatal_current(t, "Fatal read error on socket transport");
         }
         int r = fatal_error(t, exc, "Fatal read error on socket transport");
         Py_DECREF(exc);
