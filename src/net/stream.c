@@ -12,9 +12,10 @@
  * friends run from the ready queue, in the context captured when the
  * transport was made, as asyncio's reader Handle does.
  *
- * Writing: write() tries send() at once when nothing is queued; what is
- * left (or everything, while a SEND is in flight) goes to the queue in
- * order; one SEND/SENDMSG covers the queue's head.  Its completion (in
+ * Writing: write() and writelines() take one path (write_pieces): send()
+ * or sendmsg() at once when nothing is queued; what is left (or
+ * everything, while a SEND is in flight) goes to the queue in order, all
+ * or nothing; one SEND/SENDMSG covers the queue's head.  Its completion (in
  * dispatch) drops what was sent and re-submits the rest with no Python
  * involved; resume_writing() goes through the ready queue.
  *
