@@ -251,6 +251,33 @@ def test_writelines_memoryerror_on_later_item(loop, queued):
     run(loop, main())
 
 
+@pytest.mark.skipif(not PY312, reason="__buffer__ (PEP 688) is 3.12+")
+def test_writelines_item_buffer_mutates_the_list(loop):
+    """A __buffer__ that empties the list being written (evil): no crash;
+    asyncio stops at the change, ringloop writes the items it was given."""
+
+    async def main():
+        c, s = tcp_pair()
+        with c:
+            pr = Recorder(loop)
+            tr, _ = await loop.connect_accepted_socket(lambda: pr, s)
+            items = []
+
+            class Evil:
+                def __buffer__(self, flags):
+                    items.clear()
+                    return memoryview(b"x")
+
+            items += [b"a", Evil(), bytearray(b"c" * 5000), b"d"]
+            tr.writelines(items)
+            tr.close()
+            got = await loop.run_in_executor(None, recv_all, c)
+            assert await pr.lost is None
+            assert got in (b"ax", b"ax" + b"c" * 5000 + b"d"), got[:20]
+
+    run(loop, main())
+
+
 def _attempt(tr, items, k):
     """writelines(items) with every allocation after the k-th failing."""
     _testcapi.set_nomemory(k, 0)

@@ -1760,8 +1760,8 @@ write_fatal(RlStream *t, int neg_errno)
  * pieces): when nothing is queued, send at once; queue what is left, in
  * order, behind anything queued or in flight; keep one SEND/SENDMSG on the
  * queue's head.  All or nothing: -1 with an exception means nothing of
- * the pieces was sent or queued (MemoryError, a closed loop), or that
- * pause_writing() raised SystemExit/KeyboardInterrupt.  Errors once data
+ * the pieces was queued (MemoryError: nothing was sent either; a closed
+ * loop), or that pause_writing() raised SystemExit/KeyboardInterrupt.  Errors once data
  * has left are the transport's (fatal_error, as asyncio), not the
  * caller's. */
 static int
@@ -1784,8 +1784,6 @@ write_pieces(RlStream *t, wpiece *pc, Py_ssize_t npc, size_t total)
          * clears it: what is written meanwhile is lost with it. */
         return 0;
     }
-    wq_mark mark;
-    wq_mark_take(t, &mark);
     ssize_t sent = 0;
     if (write_idle(t)) {
         sent = send_pieces_now(t, pc, npc);
@@ -1802,6 +1800,8 @@ write_pieces(RlStream *t, wpiece *pc, Py_ssize_t npc, size_t total)
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return -1;
     }
+    wq_mark mark;
+    wq_mark_take(t, &mark);
     size_t skip = (size_t)sent;
     for (Py_ssize_t i = 0; i < npc; i++) {
         if (pc[i].n <= skip) {
@@ -1934,13 +1934,14 @@ Stream_writelines(RlStream *t, PyObject *list)
         return NULL;
     }
 #endif
-    PyObject *seq = PySequence_Fast(list, "writelines() argument must be "
-                                          "iterable");
+    /* A tuple, not the caller's list: a __buffer__ (3.12+) runs Python
+     * code that could change a list under us. */
+    PyObject *seq = PySequence_Tuple(list);
     if (seq == NULL) {
         return NULL;
     }
-    Py_ssize_t nitems = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t nitems = PyTuple_GET_SIZE(seq);
+    PyObject **items = ((PyTupleObject *)seq)->ob_item;
     if (nitems > WL_STACK) {
         views = PyMem_Malloc((size_t)nitems * sizeof(Py_buffer));
         pcs = PyMem_Malloc((size_t)nitems * sizeof(wpiece));
@@ -1966,8 +1967,8 @@ Stream_writelines(RlStream *t, PyObject *list)
         goto done;
     }
 #endif
-    /* Items are referenced by seq until the end, so an exact bytes item
-     * stays valid for the queue to reference. */
+    /* seq references the items until the end: an exact bytes item stays
+     * valid for the queue to take a reference to. */
     if (write_pieces(t, pcs, nitems, total) < 0) {
         goto done;
     }
