@@ -12,9 +12,10 @@
  * friends run from the ready queue, in the context captured when the
  * transport was made, as asyncio's reader Handle does.
  *
- * Writing: write() tries send() at once when nothing is queued; what is
- * left (or everything, while a SEND is in flight) goes to the queue in
- * order; one SEND/SENDMSG covers the queue's head.  Its completion (in
+ * Writing: write() and writelines() take one path (write_pieces): send()
+ * or sendmsg() at once when nothing is queued; what is left (or
+ * everything, while a SEND is in flight) goes to the queue in order, all
+ * or nothing; one SEND/SENDMSG covers the queue's head.  Its completion (in
  * dispatch) drops what was sent and re-submits the rest with no Python
  * involved; resume_writing() goes through the ready queue.
  *
@@ -129,6 +130,44 @@ static int
 report_and_fatal(RlStream *t, PyObject *exc, const char *msg)
 {
     return fatal_error(t, exc, msg);
+}
+
+/* The current exception ends the transport (Python context): asyncio's
+ * _fatal_error(exc, msg).  SystemExit/KeyboardInterrupt leave the loop
+ * instead (-1).  Every error on the way from "took something" to
+ * "submitted it" ends here or undoes what it took: never return 0 with an
+ * exception set, never leave the transport waiting for an op that was not
+ * submitted. */
+static int
+fatal_current(RlStream *t, const char *msg)
+{
+    if (rl_net_exc_is_fatal()) {
+        return -1;
+    }
+    PyObject *e = rl_err_get_raised();
+    int rc = report_and_fatal(t, e, msg);
+    Py_XDECREF(e);
+    return rc;
+}
+
+/* A send of the queue failed and the error was not reported yet: it is
+ * kept in lost_exc (which is otherwise only set together with conn_lost)
+ * until report_write_error() runs, from the ready queue.  Meanwhile the
+ * transport behaves as asyncio's, whose buffer is still full until its
+ * writer callback fails: writes are dropped, close() waits, write_eof()
+ * does not shut down, and an EOF read does not hide the error. */
+static inline int
+write_error_pending(RlStream *t)
+{
+    return t->lost_exc != NULL && t->conn_lost == 0;
+}
+
+/* Nothing queued, nothing in flight, no error pending: a write may try
+ * send() at once. */
+static inline int
+write_idle(RlStream *t)
+{
+    return t->wsize == 0 && !wop_busy(t) && !write_error_pending(t);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -269,6 +308,38 @@ wq_clear(RlStream *t)
     }
     t->wsize = 0;
     t->wq_head = 0;
+}
+
+/* The queue's state before an append, to undo it: a write is all or
+ * nothing. */
+typedef struct {
+    uint32_t len;    /* chunks */
+    size_t last_len; /* unsent bytes of the last chunk */
+    size_t wsize;
+} wq_mark;
+
+static inline void
+wq_mark_take(RlStream *t, wq_mark *m)
+{
+    m->len = t->wq_len;
+    m->last_len = t->wq_len > 0 ? wq_at(t, t->wq_len - 1)->len : 0;
+    m->wsize = t->wsize;
+}
+
+/* Drop what was appended since the mark (small data copied into the last
+ * chunk included).  No Python code runs: appended objects are exact bytes
+ * or our copies. */
+static void
+wq_rollback(RlStream *t, const wq_mark *m)
+{
+    while (t->wq_len > m->len) {
+        wchunk_free(wq_at(t, t->wq_len - 1));
+        t->wq_len--;
+    }
+    if (m->len > 0) {
+        wq_at(t, m->len - 1)->len = m->last_len;
+    }
+    t->wsize = m->wsize;
 }
 
 static void
@@ -448,14 +519,33 @@ resume_writing_fn(RlLoop *loop, PyObject *a, PyObject *b)
     return rc;
 }
 
+/* Report the pending write error (Python context): asyncio's
+ * _write_ready failing, _fatal_error(exc). */
+static int
+report_write_error(RlStream *t)
+{
+    PyObject *exc = t->lost_exc; /* fatal_error() sets it again */
+    t->lost_exc = NULL;
+    int rc = fatal_error(t, exc, "Fatal write error on socket transport");
+    Py_DECREF(exc);
+    return rc;
+}
+
 static int
 write_error_fn(RlLoop *loop, PyObject *a, PyObject *b)
 {
     (void)loop;
+    (void)b;
     RlStream *t = (RlStream *)a;
-    int rc = fatal_error(t, b, "Fatal write error on socket transport");
+    int rc = 0;
+    /* A read result queued in the same batch goes first, as asyncio runs
+     * a socket's reader before its writer: read_fn reports the error
+     * (after the data that arrived before it, instead of an EOF that the
+     * failed send left behind when it consumed the socket's error). */
+    if (write_error_pending(t) && !t->rqueued) {
+        rc = report_write_error(t);
+    }
     Py_DECREF(a);
-    Py_DECREF(b);
     return rc;
 }
 
@@ -597,7 +687,11 @@ on_eof(RlStream *t)
     int keep_open = PyObject_IsTrue(r);
     Py_DECREF(r);
     if (keep_open < 0) {
-        return rl_net_exc_is_fatal() ? -1 : 0;
+        /* Its answer has no truth value: as if it had raised (asyncio
+         * lets the error out of its reader callback, which then runs
+         * again and again on the EOF). */
+        return fatal_current(
+            t, "Fatal error: protocol.eof_received() call failed.");
     }
     if (!keep_open) {
         return stream_do_close(t) < 0 ? -1 : 0;
@@ -731,7 +825,12 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         release_rview(t);
         Py_CLEAR(t->rbuf);
         if (res == 0) {
-            rc = on_eof(t);
+            /* After a send failed on a reset, the socket reads as EOF
+             * (the send consumed its error): the error wins, reported at
+             * out, as asyncio's reader would have got it. */
+            if (!write_error_pending(t)) {
+                rc = on_eof(t);
+            }
             goto out;
         }
         PyObject *exc = rl_net_oserror(res, NULL);
@@ -837,6 +936,20 @@ error:
     }
 out:
     Py_XDECREF(data);
+    if (write_error_pending(t)) {
+        /* write_error_fn left it to us (a read result was queued). */
+        if (rc == 0) {
+            rc = report_write_error(t);
+        }
+        else {
+            PyObject *e = rl_err_get_raised();
+            if (rl_loop_call_soon_c(loop, write_error_fn,
+                                    Py_NewRef((PyObject *)t), NULL) < 0) {
+                PyErr_Clear();
+            }
+            rl_err_set_raised(e);
+        }
+    }
     Py_DECREF(a);
     return rc;
 }
@@ -897,10 +1010,46 @@ rop_cb(rl_op *op, int32_t res, uint32_t flags)
     }
     t->rres = res;
     t->rqueued = 1;
-    /* The op's reference goes to the record. */
+    /* The record gets a reference of its own: a failed push drops it,
+     * and that must not be the last one here, in dispatch. */
+    Py_INCREF(t);
     if (rl_loop_call_soon_c(loop, read_fn, (PyObject *)t, NULL) < 0) {
+        /* Out of memory for the ready queue: the result cannot be
+         * delivered, and nothing would arm the next read; end the
+         * transport with the error rather than stall it. */
         t->rqueued = 0;
-        PyErr_WriteUnraisable((PyObject *)loop);
+        Py_CLEAR(t->rbuf);
+        PyObject *e = rl_err_get_raised();
+        force_close(t, e, 0);
+        Py_XDECREF(e);
+    }
+    rl_net_release_owner(loop, (PyObject *)t); /* the op's */
+}
+
+/* The queue's send failed (in dispatch: no Python code).  As asyncio's
+ * _write_ready: drop the buffer, then _fatal_error(exc), which runs from
+ * the ready queue; until then the error is pending (see
+ * write_error_pending). */
+static void
+wop_failed(RlStream *t, int32_t res)
+{
+    wq_clear(t);
+    PyObject *exc = NULL;
+    if (res != -ECANCELED) {
+        exc = rl_net_oserror(res, NULL);
+    }
+    if (exc == NULL) {
+        PyErr_Clear();
+        force_close(t, NULL, 0); /* in dispatch: no reaping */
+        return;
+    }
+    Py_XSETREF(t->lost_exc, exc);
+    if (rl_loop_call_soon_c(t->loop, write_error_fn,
+                            Py_NewRef((PyObject *)t), NULL) < 0) {
+        /* Not reported then, but not stuck either: connection_lost(exc)
+         * comes with the end. */
+        PyErr_Clear();
+        force_close(t, exc, 0);
     }
 }
 
@@ -923,23 +1072,8 @@ wop_cb(rl_op *op, int32_t res, uint32_t flags)
         return;
     }
     if (res < 0) {
-        /* As asyncio: drop the buffer, then _fatal_error() (Python). */
-        wq_clear(t);
-        PyObject *exc = NULL;
-        if (res != -ECANCELED) {
-            exc = rl_net_oserror(res, NULL);
-        }
-        if (exc == NULL) {
-            PyErr_Clear();
-            force_close(t, NULL, 0); /* in dispatch: no reaping */
-            rl_net_release_owner(loop, (PyObject *)t);
-            return;
-        }
-        /* The op's reference goes to the record. */
-        if (rl_loop_call_soon_c(loop, write_error_fn, (PyObject *)t, exc) <
-            0) {
-            PyErr_WriteUnraisable((PyObject *)loop);
-        }
+        wop_failed(t, res);
+        rl_net_release_owner(loop, (PyObject *)t);
         return;
     }
     wq_consume(t, (size_t)res);
@@ -948,13 +1082,7 @@ wop_cb(rl_op *op, int32_t res, uint32_t flags)
     if (t->wsize > 0) {
         int rc = wop_submit(t);
         if (rc < 0) {
-            wq_clear(t);
-            PyObject *exc = rl_net_oserror(rc, NULL);
-            if (exc == NULL ||
-                rl_loop_call_soon_c(loop, write_error_fn,
-                                    Py_NewRef((PyObject *)t), exc) < 0) {
-                PyErr_WriteUnraisable((PyObject *)loop);
-            }
+            wop_failed(t, rc);
         }
     }
     else if (t->closing) {
@@ -1024,7 +1152,7 @@ read_arm(RlStream *t)
         Py_INCREF(t);
         if (rl_loop_call_soon_c(t->loop, read_fn, (PyObject *)t, NULL) <
             0) {
-            return rl_net_exc_is_fatal() ? -1 : 0;
+            return fatal_current(t, "Fatal read error on socket transport");
         }
         t->rstash = 0;
         t->rqueued = 1;
@@ -1086,7 +1214,7 @@ read_arm(RlStream *t)
         rop_forget(&t->rop);
         PyObject *exc = rl_net_oserror(rc, NULL);
         if (exc == NULL) {
-            return rl_net_exc_is_fatal() ? -1 : 0;
+            return fatal_current(t, "Fatal read error on socket transport");
         }
         int r = fatal_error(t, exc, "Fatal read error on socket transport");
         Py_DECREF(exc);
@@ -1159,7 +1287,7 @@ stream_do_close(RlStream *t)
     if (rop_busy(t)) {
         (void)rl_netop_cancel(t->loop, &t->rop);
     }
-    if (t->wsize == 0 && !wop_busy(t)) {
+    if (write_idle(t)) {
         schedule_lost(t, NULL);
         reap_if_ending(t);
     }
@@ -1569,18 +1697,163 @@ rl_stream_make_transport(RlLoop *loop, PyObject *const *args,
 /* ---------------------------------------------------------------------- */
 /* Python methods */
 
+/* ---------------------------------------------------------------------- */
+/* writing: write() and writelines() share this one path */
+
+/* A piece of data given to write()/writelines(). */
+typedef struct {
+    PyObject *obj; /* an exact bytes object (may be queued by reference),
+                    * or NULL: the data is copied if it must be queued */
+    const char *p;
+    size_t n;
+} wpiece;
+
+/* send()/sendmsg() of the pieces now, without blocking.  Bytes sent, or
+ * -errno (not -EAGAIN: that is 0 bytes). */
+static ssize_t
+send_pieces_now(RlStream *t, const wpiece *pc, Py_ssize_t npc)
+{
+    ssize_t sent;
+    if (npc == 1) {
+        do {
+            sent = send(t->fd, pc[0].p, pc[0].n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        } while (sent < 0 && errno == EINTR);
+    }
+    else {
+        struct iovec iov[RL_IOV_BATCH];
+        struct msghdr msg;
+        size_t niov = 0;
+        for (Py_ssize_t i = 0; i < npc && niov < RL_IOV_BATCH; i++) {
+            if (pc[i].n > 0) {
+                iov[niov].iov_base = (void *)pc[i].p;
+                iov[niov].iov_len = pc[i].n;
+                niov++;
+            }
+        }
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = niov;
+        do {
+            sent = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        } while (sent < 0 && errno == EINTR);
+    }
+    if (sent < 0) {
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    }
+    return sent;
+}
+
+/* A send error in the caller's context: asyncio's _fatal_error(exc). */
+static int
+write_fatal(RlStream *t, int neg_errno)
+{
+    PyObject *exc = rl_net_oserror(neg_errno, NULL);
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = fatal_error(t, exc, "Fatal write error on socket transport");
+    Py_DECREF(exc);
+    return rc;
+}
+
+/* The one write path (asyncio's write(), with writelines() giving several
+ * pieces): when nothing is queued, send at once; queue what is left, in
+ * order, behind anything queued or in flight; keep one SEND/SENDMSG on the
+ * queue's head.  All or nothing: -1 with an exception means nothing of
+ * the pieces was queued (MemoryError: nothing was sent either; a closed
+ * loop), or that pause_writing() raised SystemExit/KeyboardInterrupt.  Errors once data
+ * has left are the transport's (fatal_error, as asyncio), not the
+ * caller's. */
+static int
+write_pieces(RlStream *t, wpiece *pc, Py_ssize_t npc, size_t total)
+{
+    if (total == 0) {
+        return 0;
+    }
+    if (t->conn_lost) {
+        if (t->conn_lost >= RL_LOG_THRESHOLD_FOR_CONNLOST_WRITES &&
+            rl_net_log(t->loop, t->loop->st->net.str_warning,
+                       "socket.send() raised exception.", NULL, NULL) < 0) {
+            return -1;
+        }
+        t->conn_lost++;
+        return 0;
+    }
+    if (write_error_pending(t)) {
+        /* asyncio's buffer is still full here, until its writer fails and
+         * clears it: what is written meanwhile is lost with it. */
+        return 0;
+    }
+    ssize_t sent = 0;
+    if (write_idle(t)) {
+        sent = send_pieces_now(t, pc, npc);
+        if (sent < 0) {
+            return write_fatal(t, (int)sent);
+        }
+        if ((size_t)sent == total) {
+            return 0;
+        }
+    }
+    int submit = !wop_busy(t);
+    if (submit && loop_is_closed(t)) {
+        /* (asyncio: _add_writer's check) */
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    wq_mark mark;
+    wq_mark_take(t, &mark);
+    size_t skip = (size_t)sent;
+    for (Py_ssize_t i = 0; i < npc; i++) {
+        if (pc[i].n <= skip) {
+            skip -= pc[i].n;
+            continue;
+        }
+        if (wq_append(t, pc[i].obj, pc[i].p + skip, pc[i].n - skip) < 0) {
+            wq_rollback(t, &mark);
+            if (sent == 0) {
+                return -1; /* nothing taken */
+            }
+            /* Part of the data left and the rest cannot follow: the
+             * stream is broken. */
+            PyObject *e = rl_err_get_raised();
+            int rc = fatal_error(t, e, "Fatal write error on socket transport");
+            Py_XDECREF(e);
+            return rc;
+        }
+        skip = 0;
+    }
+    if (submit) {
+        int rc = wop_submit(t);
+        if (rc < 0) {
+            wq_clear(t);
+            return write_fatal(t, rc);
+        }
+    }
+    return maybe_pause_protocol(t);
+}
+
+static int
+write_check_eof(RlStream *t, const char *what)
+{
+    if (t->eof) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "Cannot call %s() after write_eof()", what);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 Stream_write(RlStream *t, PyObject *data)
 {
-    rl_state *st = t->loop->st;
+    wpiece pc;
     Py_buffer view;
-    const char *p;
-    size_t n;
     int have_view = 0;
 
     if (PyBytes_CheckExact(data)) {
-        p = PyBytes_AS_STRING(data);
-        n = (size_t)PyBytes_GET_SIZE(data);
+        pc.obj = data;
+        pc.p = PyBytes_AS_STRING(data);
+        pc.n = (size_t)PyBytes_GET_SIZE(data);
     }
     else if (PyBytes_Check(data) || PyByteArray_Check(data) ||
              PyMemoryView_Check(data)) {
@@ -1588,8 +1861,9 @@ Stream_write(RlStream *t, PyObject *data)
             return NULL;
         }
         have_view = 1;
-        p = view.buf;
-        n = (size_t)view.len;
+        pc.obj = NULL;
+        pc.p = view.buf;
+        pc.n = (size_t)view.len;
     }
     else {
         PyErr_Format(PyExc_TypeError,
@@ -1597,225 +1871,123 @@ Stream_write(RlStream *t, PyObject *data)
                      Py_TYPE(data)->tp_name);
         return NULL;
     }
-    if (t->eof) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Cannot call write() after write_eof()");
-        goto error;
-    }
-    if (n == 0) {
-        goto ok;
-    }
-    if (t->conn_lost) {
-        if (t->conn_lost >= RL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-            if (rl_net_log(t->loop, st->net.str_warning,
-                           "socket.send() raised exception.", NULL,
-                           NULL) < 0) {
-                goto error;
-            }
-        }
-        t->conn_lost++;
-        goto ok;
-    }
-    if (t->wsize == 0 && !wop_busy(t)) {
-        /* Nothing queued: try now. */
-        ssize_t sent;
-        do {
-            sent = send(t->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        } while (sent < 0 && errno == EINTR);
-        if (sent < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                PyObject *exc = rl_net_oserror(-errno, NULL);
-                if (exc == NULL) {
-                    goto error;
-                }
-                int rc = fatal_error(t, exc,
-                                     "Fatal write error on socket transport");
-                Py_DECREF(exc);
-                if (rc < 0) {
-                    goto error;
-                }
-                goto ok;
-            }
-            sent = 0;
-        }
-        p += sent;
-        n -= (size_t)sent;
-        if (n == 0) {
-            goto ok;
-        }
-        if (loop_is_closed(t)) {
-            PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-            goto error;
-        }
-        if (wq_append(t, have_view ? NULL : data, p, n) < 0) {
-            goto error;
-        }
-        int rc = wop_submit(t);
-        if (rc < 0) {
-            wq_clear(t);
-            PyObject *exc = rl_net_oserror(rc, NULL);
-            if (exc == NULL) {
-                goto error;
-            }
-            rc = fatal_error(t, exc, "Fatal write error on socket transport");
-            Py_DECREF(exc);
-            if (rc < 0) {
-                goto error;
-            }
-            goto ok;
-        }
-    }
-    else {
-        /* Behind what is queued or in flight: in order. */
-        if (wq_append(t, have_view ? NULL : data, p, n) < 0) {
-            goto error;
-        }
+    int rc = write_check_eof(t, "write");
+    if (rc == 0) {
+        rc = write_pieces(t, &pc, 1, pc.n);
     }
     if (have_view) {
         PyBuffer_Release(&view);
-        have_view = 0;
     }
-    if (maybe_pause_protocol(t) < 0) {
+    if (rc < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
-ok:
-    if (have_view) {
-        PyBuffer_Release(&view);
-    }
-    Py_RETURN_NONE;
-error:
-    if (have_view) {
-        PyBuffer_Release(&view);
-    }
-    return NULL;
 }
 
-/* writelines(list_of_data): everything joins the queue, and one SENDMSG
- * (or sendmsg() now, when nothing was queued) covers it. */
+/* The buffer of writelines() item i, or -1 with asyncio's exception:
+ * 3.11 joins the items first (b''.join: TypeError for any item that is not
+ * a readable buffer), 3.12+ takes memoryview(item) of each first (its own
+ * error: TypeError, ValueError for a released memoryview, or whatever a
+ * __buffer__ raises).  Either way nothing is written then. */
+static int
+writelines_item_buffer(PyObject *item, Py_ssize_t i, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(item, view, PyBUF_SIMPLE) == 0) {
+        return 0;
+    }
+#if RL_PY312
+    (void)i;
+    if (!PyObject_CheckBuffer(item) &&
+        PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Format(PyExc_TypeError,
+                     "memoryview: a bytes-like object is required, "
+                     "not '%.200s'",
+                     Py_TYPE(item)->tp_name);
+    }
+#else
+    if (!PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        PyErr_Format(PyExc_TypeError,
+                     "sequence item %zd: expected a bytes-like object, "
+                     "%.80s found",
+                     i, Py_TYPE(item)->tp_name);
+    }
+#endif
+    return -1;
+}
+
+#define WL_STACK 8
+
+/* writelines(list_of_data): every item is checked (and its buffer taken)
+ * first, then the items go through write()'s path as one vectored write. */
 static PyObject *
 Stream_writelines(RlStream *t, PyObject *list)
 {
-    rl_state *st = t->loop->st;
-    if (t->eof) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Cannot call writelines() after write_eof()");
+    Py_buffer views_stack[WL_STACK];
+    wpiece pcs_stack[WL_STACK];
+    Py_buffer *views = views_stack;
+    wpiece *pcs = pcs_stack;
+    Py_ssize_t nviews = 0;
+    PyObject *res = NULL;
+
+#if RL_PY312
+    if (write_check_eof(t, "writelines") < 0) {
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(list, "writelines() argument must be "
-                                          "iterable");
+#endif
+    /* A tuple, not the caller's list: a __buffer__ (3.12+) runs Python
+     * code that could change a list under us. */
+    PyObject *seq = PySequence_Tuple(list);
     if (seq == NULL) {
         return NULL;
     }
-    Py_ssize_t nitems = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    PyObject *res = NULL;
-    for (Py_ssize_t i = 0; i < nitems; i++) {
-        PyObject *d = items[i];
-        if (!PyBytes_Check(d) && !PyByteArray_Check(d) &&
-            !PyMemoryView_Check(d)) {
-            PyErr_Format(PyExc_TypeError,
-                         "data argument must be a bytes-like object, not "
-                         "'%.200s'",
-                         Py_TYPE(d)->tp_name);
+    Py_ssize_t nitems = PyTuple_GET_SIZE(seq);
+    PyObject **items = ((PyTupleObject *)seq)->ob_item;
+    if (nitems > WL_STACK) {
+        views = PyMem_Malloc((size_t)nitems * sizeof(Py_buffer));
+        pcs = PyMem_Malloc((size_t)nitems * sizeof(wpiece));
+        if (views == NULL || pcs == NULL) {
+            PyErr_NoMemory();
             goto done;
         }
     }
-    if (nitems == 0) {
-        res = Py_NewRef(Py_None);
+    size_t total = 0;
+    for (; nviews < nitems; nviews++) {
+        PyObject *item = items[nviews];
+        Py_buffer *v = &views[nviews];
+        if (writelines_item_buffer(item, nviews, v) < 0) {
+            goto done;
+        }
+        pcs[nviews].obj = PyBytes_CheckExact(item) ? item : NULL;
+        pcs[nviews].p = v->buf;
+        pcs[nviews].n = (size_t)v->len;
+        total += (size_t)v->len;
+    }
+#if !RL_PY312
+    if (write_check_eof(t, "write") < 0) {
         goto done;
     }
-    if (t->conn_lost) {
-        /* As write(): dropped, counted, and a warning after a few. */
-        for (Py_ssize_t i = 0; i < nitems; i++) {
-            PyObject *r = Stream_write(t, items[i]);
-            if (r == NULL) {
-                goto done;
-            }
-            Py_DECREF(r);
-        }
-        res = Py_NewRef(Py_None);
+#endif
+    /* seq references the items until the end: an exact bytes item stays
+     * valid for the queue to take a reference to. */
+    if (write_pieces(t, pcs, nitems, total) < 0) {
         goto done;
     }
-    int idle = t->wsize == 0 && !wop_busy(t);
-    uint32_t first = t->wq_len;
-    (void)first;
-    for (Py_ssize_t i = 0; i < nitems; i++) {
-        Py_buffer v;
-        if (PyObject_GetBuffer(items[i], &v, PyBUF_SIMPLE) < 0) {
-            goto done;
-        }
-        int rc = v.len > 0 ? wq_append(t,
-                                       PyBytes_CheckExact(items[i]) ? items[i]
-                                                                    : NULL,
-                                       v.buf, (size_t)v.len)
-                           : 0;
-        PyBuffer_Release(&v);
-        if (rc < 0) {
-            goto done;
-        }
-    }
-    if (idle && t->wsize > 0) {
-        /* Try now, vectored. */
-        struct iovec iov[RL_IOV_BATCH];
-        uint32_t n = t->wq_len < RL_IOV_BATCH ? t->wq_len : RL_IOV_BATCH;
-        for (uint32_t i = 0; i < n; i++) {
-            rl_wchunk *c = wq_at(t, i);
-            iov[i].iov_base = (void *)c->ptr;
-            iov[i].iov_len = c->len;
-        }
-        struct msghdr msg;
-        memset(&msg, 0, sizeof(msg));
-        msg.msg_iov = iov;
-        msg.msg_iovlen = n;
-        ssize_t sent;
-        do {
-            sent = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        } while (sent < 0 && errno == EINTR);
-        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            wq_clear(t);
-            PyObject *exc = rl_net_oserror(-errno, NULL);
-            if (exc == NULL) {
-                goto done;
-            }
-            int rc = fatal_error(t, exc,
-                                 "Fatal write error on socket transport");
-            Py_DECREF(exc);
-            if (rc < 0) {
-                goto done;
-            }
-            res = Py_NewRef(Py_None);
-            goto done;
-        }
-        if (sent > 0) {
-            wq_consume(t, (size_t)sent);
-        }
-        if (t->wsize > 0) {
-            int rc = wop_submit(t);
-            if (rc < 0) {
-                wq_clear(t);
-                PyObject *exc = rl_net_oserror(rc, NULL);
-                if (exc == NULL) {
-                    goto done;
-                }
-                rc = fatal_error(t, exc,
-                                 "Fatal write error on socket transport");
-                Py_DECREF(exc);
-                if (rc < 0) {
-                    goto done;
-                }
-            }
-        }
-    }
-    if (maybe_pause_protocol(t) < 0) {
-        goto done;
-    }
-    (void)st;
     res = Py_NewRef(Py_None);
 done:
+    for (Py_ssize_t i = 0; i < nviews; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+    if (views != views_stack) {
+        PyMem_Free(views);
+    }
+    if (pcs != pcs_stack) {
+        PyMem_Free(pcs);
+    }
     Py_DECREF(seq);
     return res;
 }
+
+#undef WL_STACK
 
 static PyObject *
 Stream_write_eof(RlStream *t, PyObject *Py_UNUSED(ignored))
@@ -1824,7 +1996,7 @@ Stream_write_eof(RlStream *t, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     t->eof = 1;
-    if (t->wsize == 0 && !wop_busy(t) && !t->shut_wr && t->fd >= 0) {
+    if (write_idle(t) && !t->shut_wr && t->fd >= 0) {
         t->shut_wr = 1;
         if (shutdown(t->fd, SHUT_WR) < 0) {
             return PyErr_SetFromErrno(PyExc_OSError);
