@@ -2,6 +2,7 @@
 
     python3 benchmarks/accept.py                      # all loops, 3 reps (~2 min)
     python3 benchmarks/accept.py --reps 5 --loops asyncio,ringloop-io_uring
+    python3 benchmarks/accept.py --cases rate -n 50000 --reps 9
     python3 benchmarks/accept.py --variant main=/tmp/main-build/python
     python3 benchmarks/accept.py --variant one:io_uring=/tmp/main-build/python,RINGLOOP_TEST_URING_NO_MULTISHOT=1
 
@@ -347,9 +348,11 @@ def main():
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("-n", type=int, default=20000, help="connections of the rate case")
+    ap.add_argument("--cases", default="rate,split,blocked")
     args = ap.parse_args()
     if args.serve:
         return serve(args)
+    cases = args.cases.split(",")
 
     specs = {}
     for name in args.loops.split(","):
@@ -371,15 +374,18 @@ def main():
             for name in order:
                 loop, spec = specs[name]
                 print(f"rep {rep + 1}/{args.reps} {name}", file=sys.stderr)
-                r = measure_rate(exe, loop, spec, args.n)
-                results[name]["rate"].append(r["rate"])
-                results[name]["cpu_us"].append(r["cpu_us"])
-                r = measure_split(exe, loop, spec)
-                results[name]["share_first"].append(r["share_first"])
-                r = measure_blocked(exe, loop, spec)
-                results[name]["taken"].append(r["taken_by_blocked"])
-                results[name]["conns"].append(r["conns"])
-                results[name]["maxlat"].append(r["maxlat"])
+                if "rate" in cases:
+                    r = measure_rate(exe, loop, spec, args.n)
+                    results[name]["rate"].append(r["rate"])
+                    results[name]["cpu_us"].append(r["cpu_us"])
+                if "split" in cases:
+                    r = measure_split(exe, loop, spec)
+                    results[name]["share_first"].append(r["share_first"])
+                if "blocked" in cases:
+                    r = measure_blocked(exe, loop, spec)
+                    results[name]["taken"].append(r["taken_by_blocked"])
+                    results[name]["conns"].append(r["conns"])
+                    results[name]["maxlat"].append(r["maxlat"])
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     print(f"{args.reps} reps, {args.n} connections per rate run, load average at the end "
@@ -389,11 +395,13 @@ def main():
     print("|---|---|---|---|---|---|")
     for n in names:
         r = results[n]
-        rate = f"{statistics.median(r['rate']):,.0f} ({min(r['rate']):,.0f}-{max(r['rate']):,.0f})"
-        cpu = f"{statistics.median(r['cpu_us']):.0f}"
+        rate = (f"{statistics.median(r['rate']):,.0f} "
+                f"({min(r['rate']):,.0f}-{max(r['rate']):,.0f})") if r["rate"] else "-"
+        cpu = (f"{statistics.median(r['cpu_us']):.1f} "
+               f"({min(r['cpu_us']):.1f}-{max(r['cpu_us']):.1f})") if r["cpu_us"] else "-"
         split = " ".join(f"{x:.0%}" for x in r["share_first"])
         taken = " ".join(f"{t}/{c}" for t, c in zip(r["taken"], r["conns"]))
-        lat = f"{max(r['maxlat']):.2f}"
+        lat = f"{max(r['maxlat']):.2f}" if r["maxlat"] else "-"
         print(f"| {n} | {rate} | {cpu} | {split} | {taken} | {lat} |")
 
 

@@ -193,3 +193,39 @@ def test_blocked_worker_does_not_take_connections(tmp_path, family):
         results = [(w.name, *w.finish()) for w in workers]
     for name, rc, err in results:
         assert rc == 0, f"worker {name} exited with {rc}: {err}"
+
+
+@pytest.mark.timeout_s(180)
+def test_running_workers_share_connections(tmp_path):
+    """Two running workers share one listening socket: both serve some of
+    the connections (the kernel wakes both, the first to accept wins), as
+    with asyncio and uvloop; not every connection goes to the worker whose
+    accept was armed first."""
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    lsock = socket.create_server(("127.0.0.1", 0), backlog=64)
+    workers = []
+    seen = {}
+    try:
+        for name in ("B", "A"):
+            w = Worker(name, lsock, script)
+            workers.append(w)
+            w.wait_line("ready")
+        # One connection at a time, until both answered (or many did not).
+        for _ in range(3000):
+            with socket.create_connection(lsock.getsockname(), timeout=60) as s:
+                ans = b""
+                while True:
+                    data = s.recv(64)
+                    if not data:
+                        break
+                    ans += data
+            seen[ans] = seen.get(ans, 0) + 1
+            if len(seen) == 2:
+                break
+        assert set(seen) == {b"A", b"B"}, seen
+    finally:
+        lsock.close()
+        results = [(w.name, *w.finish()) for w in workers]
+    for name, rc, err in results:
+        assert rc == 0, f"worker {name} exited with {rc}: {err}"

@@ -329,7 +329,17 @@ pop_cb(rl_op *op, int32_t res, uint32_t flags)
             }
         }
     }
-    else if (res < 0 && res != -ECANCELED && l->serving) {
+    else if (res == -ECANCELED || res == 0) {
+        /* stop() cancelled it; start() since then found it still in
+         * flight: arm it now. */
+        if (l->serving && !l->queued) {
+            int r = listener_rearm(l);
+            if (r < 0) {
+                queue_error(l, r);
+            }
+        }
+    }
+    else if (l->serving) {
         queue_error(l, res);
     }
     rl_net_release_owner(loop, (PyObject *)l);
@@ -353,6 +363,7 @@ Listener_start(RlListener *l, PyObject *Py_UNUSED(ignored))
     }
     l->serving = 1;
     if (l->pop.op.state == RL_OPS_IDLE) {
+        l->polled = 0; /* a new serving period: let epoll check the fd */
         int rc = listener_arm(l);
         if (rc < 0) {
             l->serving = 0;
