@@ -1,25 +1,42 @@
 /* server.c -- the accept side of a server: one _Listener per listening
- * socket, with a multishot ACCEPT op.
+ * socket.
  *
- * Each accepted fd is collected in dispatch (no Python); one ready record
- * per batch then makes, for each fd, a copy of the context the server was
- * started in, calls protocol_factory() in it and makes the transport,
+ * Readiness, then accept4() in the ready phase: a one-shot POLL op waits
+ * for the socket to become readable; its completion queues one ready
+ * record, which calls accept4() until EAGAIN (at most ACCEPT_BATCH
+ * connections) and, for each fd, makes a copy of the context the server
+ * was started in, calls protocol_factory() in it and makes the transport,
  * whose connection_made() runs at once (asyncio runs it from its accept
- * task).  The Python Server object (python/ringloop/_net.py, a subclass
- * of asyncio's) owns the listening socket and decides when to start and
- * stop.
+ * task); then the POLL is armed again.  A connection is taken from the
+ * backlog only by a loop that is about to serve it: with processes sharing
+ * the listening socket (pre-fork servers), a worker whose loop is blocked
+ * leaves the connections to the others, as with asyncio and uvloop.
+ * io_uring's ACCEPT (multishot or not) accepts in the kernel, on behalf of
+ * whichever process armed it, even while its loop is blocked: not used
+ * here (ARCHITECTURE.md, "Servers", has the measurements).
  *
- * Out of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the op ends; as
+ * The Python Server object (python/ringloop/_net.py, a subclass of
+ * asyncio's) owns the listening socket and decides when to start and stop.
+ *
+ * Out of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) accepting pauses; as
  * asyncio, the error goes to the exception handler ("socket.accept() out
  * of system resource") and accepting resumes after ACCEPT_RETRY_DELAY, so
  * a listener never spins on a backlog it cannot drain. */
 #include "net_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <structmember.h>
+
+/* Connections accepted per readiness event at most (asyncio's default
+ * backlog, which asyncio uses as its batch): what is left in the backlog
+ * completes the re-armed POLL at once, after the other ready callbacks
+ * and I/O had their turn. */
+#define ACCEPT_BATCH 100
 
 typedef struct {
     PyObject_HEAD
@@ -30,48 +47,53 @@ typedef struct {
     PyObject *context;  /* the start_serving() context */
     PyObject *retry;    /* the TimerHandle of a pause, or NULL */
     PyObject *weakreflist;
-    rl_netop aop;
-    int *pending;       /* accepted fds not handed over yet */
-    size_t npending, cappending;
+    rl_netop pop;       /* POLLIN on the listening socket */
     int32_t err;        /* the error that ended the op */
     int fd;
     uint8_t serving;    /* start() called and not stopped */
     uint8_t queued;     /* accept_fn is on the ready queue */
     uint8_t err_queued; /* accept_error_fn is on the ready queue */
+    uint8_t polled;     /* a POLL of ours completed on fd (SAME_FILE) */
 } RlListener;
-
-static int
-pending_push(RlListener *l, int fd)
-{
-    if (l->npending == l->cappending) {
-        size_t n = l->cappending ? l->cappending * 2 : 16;
-        int *p = PyMem_Realloc(l->pending, n * sizeof(int));
-        if (p == NULL) {
-            return -1;
-        }
-        l->pending = p;
-        l->cappending = n;
-    }
-    l->pending[l->npending++] = fd;
-    return 0;
-}
-
-static void
-pending_close_all(RlListener *l)
-{
-    for (size_t i = 0; i < l->npending; i++) {
-        close(l->pending[i]);
-    }
-    l->npending = 0;
-}
 
 static int
 listener_arm(RlListener *l)
 {
-    l->aop.op.flags = RL_OPF_MULTISHOT;
-    l->aop.op.u.accept.addr = NULL;
-    l->aop.op.u.accept.addrlen = NULL;
-    return rl_netop_submit(l->loop, &l->aop);
+    /* The listener's fd is the server's socket from start() to stop(),
+     * and the socket is closed only after stop(). */
+    l->pop.op.flags = l->polled ? RL_OPF_SAME_FILE : 0;
+    l->pop.op.u.poll.events = POLLIN;
+    return rl_netop_submit(l->loop, &l->pop);
+}
+
+/* Arm the POLL again if still serving and nothing is armed or paused.
+ * Otherwise, or on success, 0; else -errno. */
+static int
+listener_rearm(RlListener *l)
+{
+    if (!l->serving || l->loop->closed || l->retry != NULL ||
+        l->pop.op.state != RL_OPS_IDLE) {
+        return 0;
+    }
+    return listener_arm(l);
+}
+
+static int accept_error_fn(RlLoop *loop, PyObject *a, PyObject *b);
+
+/* Queue the report of err (-errno) and the pause after it. */
+static void
+queue_error(RlListener *l, int32_t err)
+{
+    if (l->err_queued) {
+        return;
+    }
+    l->err = err;
+    l->err_queued = 1;
+    if (rl_loop_call_soon_c(l->loop, accept_error_fn,
+                            Py_NewRef((PyObject *)l), NULL) < 0) {
+        l->err_queued = 0;
+        PyErr_WriteUnraisable((PyObject *)l->loop);
+    }
 }
 
 /* One accepted connection, in the ready phase.  -1 only for an exception
@@ -135,61 +157,6 @@ done:
     return rc;
 }
 
-static int
-accept_fn(RlLoop *loop, PyObject *a, PyObject *b)
-{
-    (void)loop;
-    (void)b;
-    RlListener *l = (RlListener *)a;
-    int rc = 0;
-    l->queued = 0;
-    /* Take the batch: accept_one() runs Python code, which may stop the
-     * listener or let dispatch add fds (it cannot: no dispatch here, but
-     * keep the loop simple and robust). */
-    while (l->npending > 0) {
-        size_t n = l->npending;
-        int *fds = PyMem_Malloc(n * sizeof(int));
-        if (fds == NULL) {
-            PyErr_NoMemory();
-            rc = -1;
-            break;
-        }
-        memcpy(fds, l->pending, n * sizeof(int));
-        l->npending = 0;
-        size_t i = 0;
-        for (; i < n; i++) {
-            if (!l->serving) {
-                close(fds[i]);
-                continue;
-            }
-            if (accept_one(l, fds[i]) < 0) {
-                rc = -1;
-                i++;
-                break;
-            }
-        }
-        for (; i < n; i++) {
-            /* SystemExit left the batch: the rest waits for next time. */
-            if (pending_push(l, fds[i]) < 0) {
-                close(fds[i]);
-            }
-        }
-        PyMem_Free(fds);
-        if (rc < 0) {
-            if (l->npending > 0 && !l->queued) {
-                l->queued = 1;
-                if (rl_loop_call_soon_c(loop, accept_fn, Py_NewRef(a),
-                                        NULL) < 0) {
-                    l->queued = 0;
-                }
-            }
-            break;
-        }
-    }
-    Py_DECREF(a);
-    return rc;
-}
-
 /* loop.call_later(ACCEPT_RETRY_DELAY, listener._resume) */
 static int
 schedule_retry(RlListener *l)
@@ -216,27 +183,15 @@ schedule_retry(RlListener *l)
     return 0;
 }
 
+/* Accepting failed with err (errno, not one of the transient ones): report
+ * it and pause for ACCEPT_RETRY_DELAY.  -1 only for an exception that must
+ * leave the loop. */
 static int
-accept_error_fn(RlLoop *loop, PyObject *a, PyObject *b)
+listener_error(RlListener *l, int err)
 {
-    (void)b;
-    RlListener *l = (RlListener *)a;
+    RlLoop *loop = l->loop;
     rl_state *st = loop->st;
     int rc = 0;
-    int err = -l->err;
-    l->err_queued = 0;
-    if (!l->serving || loop->closed) {
-        goto out;
-    }
-    if (err == ECONNABORTED || err == EINTR || err == EAGAIN ||
-        err == EPROTO) {
-        /* The connection died in the backlog: go on. */
-        int r = listener_arm(l);
-        if (r == 0) {
-            goto out;
-        }
-        err = -r;
-    }
     PyObject *exc = rl_net_oserror(-err, NULL);
     PyObject *trsock = exc ? PyObject_CallOneArg(st->net.aio_TransportSocket,
                                                  l->sock)
@@ -245,7 +200,7 @@ accept_error_fn(RlLoop *loop, PyObject *a, PyObject *b)
         Py_XDECREF(exc);
         rc = rl_net_exc_is_fatal() ? -1 : 0;
         if (rc == 0) {
-            PyErr_WriteUnraisable(a);
+            PyErr_WriteUnraisable((PyObject *)l);
         }
         goto retry;
     }
@@ -263,34 +218,109 @@ accept_error_fn(RlLoop *loop, PyObject *a, PyObject *b)
     Py_DECREF(exc);
     Py_DECREF(trsock);
 retry:
-    if (l->serving && schedule_retry(l) < 0) {
-        if (rl_net_exc_is_fatal()) {
-            rc = -1;
+    /* The handler may have stopped the server; a SystemExit from it
+     * still leaves the pause scheduled. */
+    if (l->serving && !loop->closed) {
+        PyObject *pending = rc < 0 ? rl_err_get_raised() : NULL;
+        if (schedule_retry(l) < 0) {
+            if (rl_net_exc_is_fatal()) {
+                Py_XDECREF(pending);
+                return -1;
+            }
+            PyErr_WriteUnraisable((PyObject *)l);
         }
-        else {
-            PyErr_WriteUnraisable(a);
+        if (pending != NULL) {
+            rl_err_set_raised(pending);
         }
     }
-out:
+    return rc;
+}
+
+/* A connection that died in the backlog, or a signal: go on. */
+static int
+accept_err_transient(int err)
+{
+    return err == ECONNABORTED || err == EINTR || err == EAGAIN ||
+           err == EPROTO;
+}
+
+/* The POLL fired: accept what the backlog holds, serve it, arm again. */
+static int
+accept_fn(RlLoop *loop, PyObject *a, PyObject *b)
+{
+    (void)b;
+    RlListener *l = (RlListener *)a;
+    int rc = 0;
+    int err = 0;
+    l->queued = 0;
+    /* Python code (protocol_factory, connection_made) may stop the
+     * listener and close the socket: check before each accept4(). */
+    for (int i = 0; i < ACCEPT_BATCH && l->serving && !loop->closed; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK) {
+                err = 0;
+                break;
+            }
+            if (accept_err_transient(err)) {
+                err = 0;
+                continue;
+            }
+            break;
+        }
+        if (accept_one(l, fd) < 0) {
+            /* SystemExit/KeyboardInterrupt: leave the loop; the rest of
+             * the backlog waits for the next run. */
+            rc = -1;
+            break;
+        }
+    }
+    if (err != 0 && rc == 0 && l->serving && !loop->closed) {
+        rc = listener_error(l, err);
+    }
+    else {
+        int r = listener_rearm(l);
+        if (r < 0) {
+            queue_error(l, r);
+        }
+    }
     Py_DECREF(a);
     return rc;
 }
 
-/* In dispatch: collect fds, no Python. */
-static void
-aop_cb(rl_op *op, int32_t res, uint32_t flags)
+/* The POLL failed, or arming it did (from a record or _resume). */
+static int
+accept_error_fn(RlLoop *loop, PyObject *a, PyObject *b)
 {
-    RlListener *l = rl_container_of(op, RlListener, aop.op);
-    RlLoop *loop = l->loop;
-    int final = !(flags & RL_CQE_MORE);
-    if (final) {
-        rl_netop_done(loop, &l->aop);
-    }
-    if (res >= 0) {
-        if (!l->serving || pending_push(l, res) < 0) {
-            close(res);
+    (void)b;
+    RlListener *l = (RlListener *)a;
+    int rc = 0;
+    int err = -l->err;
+    l->err_queued = 0;
+    if (l->serving && !loop->closed) {
+        int r = accept_err_transient(err) ? listener_rearm(l) : -err;
+        if (r < 0) {
+            rc = listener_error(l, -r);
         }
-        else if (!l->queued) {
+    }
+    Py_DECREF(a);
+    return rc;
+}
+
+/* In dispatch, no Python: the listening socket is readable (or the POLL
+ * failed or was cancelled).  One-shot: nothing stays armed in the kernel
+ * until the record has run. */
+static void
+pop_cb(rl_op *op, int32_t res, uint32_t flags)
+{
+    (void)flags;
+    RlListener *l = rl_container_of(op, RlListener, pop.op);
+    RlLoop *loop = l->loop;
+    rl_netop_done(loop, &l->pop);
+    if (res > 0) {
+        l->polled = 1;
+        if (l->serving && !l->queued) {
             l->queued = 1;
             if (rl_loop_call_soon_c(loop, accept_fn,
                                     Py_NewRef((PyObject *)l), NULL) < 0) {
@@ -298,27 +328,21 @@ aop_cb(rl_op *op, int32_t res, uint32_t flags)
                 PyErr_WriteUnraisable((PyObject *)loop);
             }
         }
-        if (final && l->serving) {
-            /* The kernel ended the op although it succeeded: re-arm. */
-            int rc = listener_arm(l);
-            if (rc < 0) {
-                res = rc;
+    }
+    else if (res == -ECANCELED || res == 0) {
+        /* stop() cancelled it; start() since then found it still in
+         * flight: arm it now. */
+        if (l->serving && !l->queued) {
+            int r = listener_rearm(l);
+            if (r < 0) {
+                queue_error(l, r);
             }
         }
     }
-    if (final && res < 0 && res != -ECANCELED && l->serving &&
-        !l->err_queued) {
-        l->err = res;
-        l->err_queued = 1;
-        if (rl_loop_call_soon_c(loop, accept_error_fn,
-                                Py_NewRef((PyObject *)l), NULL) < 0) {
-            l->err_queued = 0;
-            PyErr_WriteUnraisable((PyObject *)loop);
-        }
+    else if (l->serving) {
+        queue_error(l, res);
     }
-    if (final) {
-        rl_net_release_owner(loop, (PyObject *)l);
-    }
+    rl_net_release_owner(loop, (PyObject *)l);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -338,7 +362,8 @@ Listener_start(RlListener *l, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     l->serving = 1;
-    if (l->aop.op.state == RL_OPS_IDLE) {
+    if (l->pop.op.state == RL_OPS_IDLE) {
+        l->polled = 0; /* a new serving period: let epoll check the fd */
         int rc = listener_arm(l);
         if (rc < 0) {
             l->serving = 0;
@@ -353,20 +378,9 @@ static PyObject *
 Listener__resume(RlListener *l, PyObject *Py_UNUSED(ignored))
 {
     Py_CLEAR(l->retry);
-    if (!l->serving || l->loop->closed || l->aop.op.state != RL_OPS_IDLE) {
-        Py_RETURN_NONE;
-    }
-    int rc = listener_arm(l);
+    int rc = listener_rearm(l);
     if (rc < 0) {
-        l->err = rc;
-        if (!l->err_queued) {
-            l->err_queued = 1;
-            if (rl_loop_call_soon_c(l->loop, accept_error_fn,
-                                    Py_NewRef((PyObject *)l), NULL) < 0) {
-                l->err_queued = 0;
-                return NULL;
-            }
-        }
+        queue_error(l, rc);
     }
     Py_RETURN_NONE;
 }
@@ -385,11 +399,10 @@ Listener_stop(RlListener *l, PyObject *Py_UNUSED(ignored))
             return NULL;
         }
     }
-    if (l->aop.op.state == RL_OPS_ARMED &&
-        rl_netop_cancel(l->loop, &l->aop) == 0) {
+    if (l->pop.op.state == RL_OPS_ARMED &&
+        rl_netop_cancel(l->loop, &l->pop) == 0) {
         rl_net_flush(l->loop);
     }
-    pending_close_all(l);
     Py_RETURN_NONE;
 }
 
@@ -431,8 +444,6 @@ Listener_dealloc(RlListener *l)
     if (l->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)l);
     }
-    pending_close_all(l);
-    PyMem_Free(l->pending);
     Listener_clear(l);
     Py_CLEAR(l->loop);
     tp->tp_free((PyObject *)l);
@@ -527,12 +538,10 @@ rl_listener_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     l->context = NULL;
     l->retry = NULL;
     l->weakreflist = NULL;
-    l->pending = NULL;
-    l->npending = l->cappending = 0;
     l->err = 0;
     l->fd = (int)fd;
-    l->serving = l->queued = l->err_queued = 0;
-    rl_netop_init(&l->aop, (PyObject *)l, aop_cb, (int)fd, RL_OP_ACCEPT,
+    l->serving = l->queued = l->err_queued = l->polled = 0;
+    rl_netop_init(&l->pop, (PyObject *)l, pop_cb, (int)fd, RL_OP_POLL,
                   NULL);
     PyObject_GC_Track(l);
     return (PyObject *)l;
