@@ -249,10 +249,16 @@ class NetworkMixin(TLSMixin):
         waiter = self.create_future()
         if ssl:
             sslcontext = None if isinstance(ssl, bool) else ssl
-            transport = self._make_ssl_transport(
-                sock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
+            try:
+                transport = self._make_ssl_transport(
+                    sock, protocol, sslcontext, waiter, server_side=server_side,
+                    server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout)
+            except BaseException:
+                # a bad timeout (SSLProtocol checks it): asyncio leaves the
+                # connected socket to the garbage collector; close it
+                sock.close()
+                raise
         else:
             transport = self._make_socket_transport(sock, protocol, waiter)
         try:
