@@ -14,7 +14,8 @@
  *
  * handshake: after READY, COUNT times in a row: connect, full handshake
  * (no session resumption), one SIZE-byte round trip (so the server's
- * application protocol really got the connection), close_notify, close.
+ * application protocol really got the connection), close_notify, wait for
+ * the server's end of the connection (no more bytes), close.
  *
  * Prints "DONE <count> <seconds> <bytes_each_way>" and exits 0; any error
  * prints "ERROR <text>" and exits 1. */
@@ -298,7 +299,15 @@ one_handshake(int i, uint64_t seq)
         }
         got += (size_t)n;
     }
-    close_tls(&c);
+    /* close_notify, then the server's end: nothing more may come */
+    SSL_shutdown(c.ssl);
+    int n = SSL_read(c.ssl, rxbuf, (int)msg_size);
+    if (n > 0) {
+        die("handshake %llu: %d bytes nobody asked for",
+            (unsigned long long)seq, n);
+    }
+    SSL_free(c.ssl);
+    close(c.fd);
 }
 
 int
