@@ -954,6 +954,41 @@ def test_no_leak_over_connect_close_cycles(loop):
     run(loop, main(), timeout=170)
 
 
+@pytest.mark.timeout_s(240)
+def test_many_concurrent_connections(loop):
+    """1,000 TLS connections open at once (streams), each echoing its own
+    message, then all closed: every byte right, nothing left behind."""
+    n = 1000
+
+    async def main():
+        srv = await asyncio.start_server(
+            _stream_echo_handler, "127.0.0.1", 0, ssl=server_ctx(), backlog=n
+        )
+        async with srv:
+            addr = srv.sockets[0].getsockname()
+            ctx = client_ctx()
+            sem = asyncio.Semaphore(200)  # connect in waves (the backlog)
+
+            async def connect(i):
+                async with sem:
+                    return await asyncio.open_connection(*addr, ssl=ctx)
+
+            conns = await asyncio.gather(*(connect(i) for i in range(n)))
+            assert len(conns) == n
+
+            async def one(i, reader, writer):
+                msg = payload(1024, seed=100 + i)
+                writer.write(msg)
+                assert await reader.readexactly(len(msg)) == msg
+
+            await asyncio.gather(*(one(i, r, w) for i, (r, w) in enumerate(conns)))
+            for _, w in conns:
+                w.close()
+            await asyncio.gather(*(w.wait_closed() for _, w in conns))
+
+    run(loop, main(), timeout=230)
+
+
 def test_transport_and_protocol_freed_after_close(loop):
     """The TLS transport and both protocols are collectable once the
     connection ended (weakrefs die without a gc pass being needed for the
