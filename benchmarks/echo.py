@@ -160,17 +160,18 @@ class SockServer:
             await asyncio.wait(self.conns, timeout=10)
 
 
-async def start_server(loop, style, lsock):
-    """Start serving lsock; return an async close function."""
+async def start_server(loop, style, lsock, ssl=None):
+    """Start serving lsock (over TLS with an SSLContext); return an async
+    close function."""
     if style == "sock":
         srv = SockServer(loop, lsock)
         return srv.close
     try:
         if style == "proto":
-            server = await loop.create_server(EchoProtocol, sock=lsock)
+            server = await loop.create_server(EchoProtocol, sock=lsock, ssl=ssl)
         else:
             server = await asyncio.start_server(_streams_handler, sock=lsock,
-                                                limit=2 * READ_SIZE)
+                                                limit=2 * READ_SIZE, ssl=ssl)
     except NotImplementedError:
         raise Unavailable(
             f"{type(loop).__name__}.create_server() is not implemented yet "
@@ -217,11 +218,42 @@ def _drive_loadgen(proc, server_pid, out):
             proc.wait()
 
 
-def _loadgen(loadgen, port, conns, size, n):
+def _loadgen(loadgen, port, conns, size, n, mode=None):
     return subprocess.Popen(
         [loadgen, "127.0.0.1", str(port), str(conns), str(size), str(n),
-         str(LOADGEN_TIMEOUT)],
+         str(LOADGEN_TIMEOUT)] + ([mode] if mode else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def tls_loadgen():
+    """benchmarks/c/tls_loadgen (OpenSSL), or Unavailable."""
+    loadgen, _ = c_binaries()
+    path = os.path.join(os.path.dirname(loadgen), "tls_loadgen")
+    if not os.path.exists(path):
+        try:
+            with open(path + ".error") as f:
+                why = f.read().strip()
+        except OSError:
+            why = "not built"
+        raise Unavailable(f"tls_loadgen: {why[-300:]}")
+    return path
+
+
+def server_ssl_context():
+    """The TLS server's context: the self-signed certificate CPython's test
+    package ships (Lib/test/certdata), default protocol settings (TLS 1.3,
+    the client negotiates TLS_AES_256_GCM_SHA384)."""
+    import ssl
+    try:
+        import test
+    except ImportError:
+        raise Unavailable("no CPython test package (its certdata holds the certificate)")
+    d = os.path.join(os.path.dirname(test.__file__), "certdata")
+    if not os.path.exists(os.path.join(d, "ssl_cert.pem")):
+        raise Unavailable(f"no certificate in {d}")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(d, "ssl_cert.pem"), os.path.join(d, "ssl_key.pem"))
+    return ctx
 
 
 def _result(out, n):
@@ -248,10 +280,16 @@ def run_reference(conns, size, n):
             srv.wait()
 
 
-def run_echo(loop, style, conns, size, n):
+def run_echo(loop, style, conns, size, n, tls=None):
+    """tls: None (plain TCP), "echo" or "handshake" (tls_loadgen's mode)."""
     if isinstance(loop, CReference):
         return run_reference(conns, size, n)
-    loadgen, _ = c_binaries()
+    if tls:
+        loadgen = tls_loadgen()
+        sslctx = server_ssl_context()
+    else:
+        loadgen, _ = c_binaries()
+        sslctx = None
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(("127.0.0.1", 0))
@@ -259,12 +297,12 @@ def run_echo(loop, style, conns, size, n):
     lsock.setblocking(False)
     port = lsock.getsockname()[1]
     try:
-        close = loop.run_until_complete(start_server(loop, style, lsock))
+        close = loop.run_until_complete(start_server(loop, style, lsock, sslctx))
     except BaseException:
         lsock.close()
         raise
     out = {}
-    proc = _loadgen(loadgen, port, conns, size, n)
+    proc = _loadgen(loadgen, port, conns, size, n, tls)
     done = loop.create_future()
 
     def drive():
@@ -320,6 +358,48 @@ def _register():
 
 
 _register()
+
+# TLS (issue 10): the same servers with ssl=, client benchmarks/c/tls_loadgen
+TLS_STYLES = ("proto", "streams")
+TLS_COUNTS = {
+    ("1k", 1): (10_000, 3_000), ("1k", 10): (30_000, 8_000), ("1k", 100): (30_000, 8_000),
+    ("64k", 1): (3_000, 800), ("64k", 10): (6_000, 1_500), ("64k", 100): (6_000, 1_500),
+}
+
+
+def _register_tls():
+    for style in TLS_STYLES:
+        for sname, size in SIZES.items():
+            for conns in CONNS:
+                full, quick = TLS_COUNTS[(sname, conns)]
+
+                def fn(loop, n, style=style, size=size, conns=conns):
+                    return run_echo(loop, style, conns, size, max(n, conns), tls="echo")
+
+                fn.__doc__ = (
+                    f"TLS echo (TLS 1.3, AES-256-GCM), {style} style server with ssl=, "
+                    f"{size}-byte messages, {conns} connection(s) ping-ponging; client "
+                    f"benchmarks/c/tls_loadgen (OpenSSL, checks every byte).  Rate = "
+                    f"round trips/s; also server CPU per round trip.")
+                case(f"tls_echo_{style}_{sname}_c{conns}", unit="round trips", size=full,
+                     quick=quick, warmup=max(conns, quick // 10), group="tls",
+                     meta={"style": style, "size": size, "conns": conns,
+                           "ref_key": None})(fn)
+
+    def handshake(loop, n):
+        return run_echo(loop, "proto", 1, 1024, n, tls="handshake")
+
+    handshake.__doc__ = (
+        "TLS handshakes: the client (tls_loadgen) connects, does a full TLS 1.3 "
+        "handshake (no resumption), one 1 KiB round trip and close_notify, one "
+        "connection at a time; proto style server.  Rate = handshakes/s; also "
+        "server CPU per handshake.")
+    case("tls_handshake_c1", unit="handshakes", size=2_000, quick=500, warmup=50,
+         group="tls", meta={"style": "proto", "size": 1024, "conns": 1,
+                            "ref_key": None})(handshake)
+
+
+_register_tls()
 
 
 if __name__ == "__main__":  # pragma: no cover - manual check

@@ -36,6 +36,7 @@ from loops import BASELINES, LOOPS, applicable  # noqa: E402
 from worker import RESULT_MARK  # noqa: E402
 
 REFERENCE = "c-io_uring-ref"  # the echo cases' "best possible"
+ECHO_GROUPS = ("echo", "tls")  # cases measured by a C client: the echo tables
 
 WORKER = os.path.join(HERE, "worker.py")
 REPO_PYTHON_DIR = os.path.normpath(os.path.join(HERE, "..", "python"))
@@ -223,7 +224,7 @@ def echo_summary(args, by_rep, by_rep_extra):
     ref = {}
     for cname in args.case_names:
         c = CASES[cname]
-        if c.group != "echo":
+        if c.group not in ECHO_GROUPS:
             continue
         for rep, per_loop in by_rep_extra.get(cname, {}).items():
             if REFERENCE in per_loop:
@@ -231,11 +232,12 @@ def echo_summary(args, by_rep, by_rep_extra):
     out = {}
     for cname in args.case_names:
         c = CASES[cname]
-        if c.group != "echo":
+        if c.group not in ECHO_GROUPS:
             continue
         rows = {}
         for lname in args.loop_names:
             rates, mbs, cpu_us, vs_ref, cpu_vs_ref, vs_uv = [], [], [], [], [], []
+            rate_vs = {"asyncio": [], "uvloop": []}
             for rep, per_loop in by_rep_extra.get(cname, {}).items():
                 m = per_loop.get(lname)
                 if m is None:
@@ -252,6 +254,10 @@ def echo_summary(args, by_rep, by_rep_extra):
                 uv = per_loop.get("uvloop")
                 if uv is not None and lname != "uvloop":
                     vs_uv.append((uv["cpu_s"] / uv["ops"] * 1e6) / cpu)
+                for base, acc in rate_vs.items():
+                    b = per_loop.get(base)
+                    if b is not None and lname != base:
+                        acc.append(rate / (b["ops"] / b["seconds"]))
             if not rates:
                 continue
             med = statistics.median
@@ -261,10 +267,52 @@ def echo_summary(args, by_rep, by_rep_extra):
                 "vs_ref": med(vs_ref) if vs_ref else None,
                 "cpu_vs_ref": med(cpu_vs_ref) if cpu_vs_ref else None,
                 "cpu_gain_vs_uvloop": med(vs_uv) if vs_uv else None,
+                "vs_asyncio": med(rate_vs["asyncio"]) if rate_vs["asyncio"] else None,
+                "vs_uvloop": med(rate_vs["uvloop"]) if rate_vs["uvloop"] else None,
                 "n": len(rates),
             }
         out[cname] = rows
     return out
+
+
+def tls_table(args, echo, status):
+    out = ["### TLS echo and handshakes (client: benchmarks/c/tls_loadgen, OpenSSL)",
+           "",
+           "| case | loop | rate/s | MB/s each way | vs asyncio | vs uvloop | spread | "
+           "server CPU us/op | CPU gain vs uvloop |",
+           "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for cname, rows in echo.items():
+        c = CASES[cname]
+        if c.group != "tls":
+            continue
+        first = True
+        for lname in args.loop_names:
+            if not applicable(c, LOOPS[lname]):
+                continue
+            label = f"`{cname}`" if first else ""
+            first = False
+            r = rows.get(lname)
+            if r is None:
+                st = status.get((cname, lname))
+                cell = "FAILED" if st == "failed" else "n/a"
+                out.append(f"| {label} | {lname} | {cell} | | | | | | |")
+                continue
+
+            def ratio(x, base):
+                if lname == base:
+                    return "—"
+                return "n/a" if x is None else f"{x:.2f}x"
+            out.append(
+                f"| {label} | {lname} | {fmt_rate(r['rate'])} | {r['mbs']:.0f} | "
+                f"{ratio(r['vs_asyncio'], 'asyncio')} | {ratio(r['vs_uvloop'], 'uvloop')} | "
+                f"{r['spread_pct']:.0f}% | {r['cpu_us']:.1f} | "
+                f"{ratio(r['cpu_gain_vs_uvloop'], 'uvloop')} |")
+    out.append("")
+    out.append("rate: round trips/s (handshakes/s for tls_handshake).  vs asyncio / vs uvloop: "
+               "paired throughput ratios (same repetition), medians.  CPU gain vs uvloop: "
+               "uvloop's server CPU per op / this loop's (> 1 = cheaper).  spread = "
+               "(max - min) / median of the throughput.")
+    return "\n".join(out)
 
 
 def echo_table(args, echo, status):
@@ -275,6 +323,8 @@ def echo_table(args, echo, status):
            "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
     for cname, rows in echo.items():
         c = CASES[cname]
+        if c.group != "echo":
+            continue
         first = True
         for lname in args.loop_names:
             if not applicable(c, LOOPS[lname]):
@@ -391,7 +441,7 @@ def main(argv=None):
                                       if env.get("PYTHONPATH") else "")
 
     cdir = None
-    if any(CASES[c].group == "echo" for c in args.case_names):
+    if any(CASES[c].group in ECHO_GROUPS for c in args.case_names):
         log("building the C tools (benchmarks/c) ...")
         cdir, err = build_c_tools()
         if err:
@@ -590,13 +640,16 @@ def render(args, meta, summary, status, failures, unavailable, stderr_notes):
     lines.append(f"- Total wall time: {meta['wall_seconds']:.0f} s"
                  + (" (INTERRUPTED, partial)" if meta["interrupted"] else ""))
     lines.append("")
-    core = [c for c in args.case_names if CASES[c].group != "echo"]
+    core = [c for c in args.case_names if CASES[c].group not in ECHO_GROUPS]
     if core:
         lines.append(markdown_table(core, [ln for ln in args.loop_names
                                            if LOOPS[ln].kind == "loop"], summary, status))
-    if meta.get("echo"):
+    if any(CASES[c].group == "echo" for c in meta.get("echo", {})):
         lines.append("")
         lines.append(echo_table(args, meta["echo"], status))
+    if any(CASES[c].group == "tls" for c in meta.get("echo", {})):
+        lines.append("")
+        lines.append(tls_table(args, meta["echo"], status))
     if unavailable:
         lines.append("")
         for (c, ln), reason in unavailable.items():

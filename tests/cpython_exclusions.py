@@ -9,8 +9,8 @@ class name, or for a class we combine from mixins our name for it
 test_sendfile.SendfileTests); see test_cpython_suite.py.
 
 The reason's category decides what happens:
-  SUBPROC, SSL, PIPES,      ringloop lacks the feature yet: skipped on
-  SENDFILE                  ringloop; run on stock asyncio
+  SUBPROC, PIPES, SENDFILE  ringloop lacks the feature yet: skipped on
+                            ringloop; run on stock asyncio
                             (RINGLOOP_TEST_LOOP=asyncio)
   STOCK                     the test checks stock asyncio internals: skipped
   NOT_LOOP                  the CPython class does not run on a loop from a
@@ -24,7 +24,6 @@ test_no_stale_exclusions.
 """
 
 SUBPROC = "subprocess (later issue)"
-SSL = "ssl (later)"
 PIPES = "pipe transports (later issue)"
 SENDFILE = "sendfile (later issue)"
 STOCK = "tests stock asyncio internals"
@@ -32,7 +31,7 @@ NOT_LOOP = "not run on a loop from a factory"
 BUG = "ringloop bug"
 HANG = "ringloop bug (hangs)"
 
-_NOT_IMPLEMENTED_YET = (SUBPROC, SSL, PIPES, SENDFILE)
+_NOT_IMPLEMENTED_YET = (SUBPROC, PIPES, SENDFILE)
 
 
 def applies(reason, on_ringloop):
@@ -48,10 +47,6 @@ def sendfile(what):
 
 def subproc(what):
     return f"{SUBPROC}: {what}"
-
-
-def ssl(what):
-    return f"{SSL}: {what}"
 
 
 def pipes(what):
@@ -220,7 +215,6 @@ _TESTS = {
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ipv6_scope": stock("a mock socket from a patched asyncio.base_events.socket: stock sock_connect() calls its connect(), ringloop's is a CONNECT op on its fileno(), with loop._add_reader/_add_writer mocked"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_no_inet_pton": stock("a mock socket from a patched asyncio.base_events.socket: stock sock_connect() calls its connect(), ringloop's is a CONNECT op on its fileno()"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_service_name": stock("a mock socket from a patched asyncio.base_events.socket: stock sock_connect() calls its connect(), ringloop's is a CONNECT op on its fileno(), with loop._add_reader/_add_writer mocked"),
-    "test_base_events.BaseEventLoopWithSelectorTests.test_create_connection_ssl_server_hostname_default": stock("replaces loop.getaddrinfo/sock_connect/_make_ssl_transport"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_allow_broadcast": stock("replaces loop.sock_connect and asserts it is not called"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_cant_bind": stock("patches asyncio.base_events.socket"),
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_connect_err": stock("replaces loop.sock_connect, which stock create_datagram_endpoint calls"),
@@ -231,18 +225,8 @@ _TESTS = {
     "test_base_events.BaseEventLoopWithSelectorTests.test_create_datagram_endpoint_socket_err": stock("patches asyncio.base_events.socket"),
     # test_events.EventLoopTests
     "test_events.EventLoopTests.test_bidirectional_pty": pipes("loop.connect_read_pipe()"),
-    "test_events.EventLoopTests.test_create_server_ssl": ssl("TLS over loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_ssl_match_failed": ssl("TLS over loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_ssl_verified": ssl("TLS over loop.create_server()"),
-    "test_events.EventLoopTests.test_create_server_ssl_verify_failed": ssl("TLS over loop.create_server()"),
-    "test_events.EventLoopTests.test_create_ssl_connection": ssl("TLS over loop.create_connection()"),
-    "test_events.EventLoopTests.test_create_ssl_unix_connection": ssl("TLS over loop.create_unix_connection()"),
-    "test_events.EventLoopTests.test_create_unix_server_ssl": ssl("TLS over loop.create_unix_server()"),
-    "test_events.EventLoopTests.test_create_unix_server_ssl_verified": ssl("TLS over loop.create_unix_server()"),
-    "test_events.EventLoopTests.test_create_unix_server_ssl_verify_failed": ssl("TLS over loop.create_unix_server()"),
     "test_events.EventLoopTests.test_read_pipe": pipes("loop.connect_read_pipe()"),
     "test_events.EventLoopTests.test_read_pty_output": pipes("loop.connect_read_pipe()"),
-    "test_events.EventLoopTests.test_ssl_connect_accepted_socket": ssl("TLS over loop.connect_accepted_socket()"),
     "test_events.EventLoopTests.test_subprocess_close_after_finish": subproc("loop.subprocess_shell()"),
     "test_events.EventLoopTests.test_subprocess_close_client_stream": subproc("loop.subprocess_exec()"),
     "test_events.EventLoopTests.test_subprocess_exec": subproc("loop.subprocess_exec()"),
@@ -263,43 +247,8 @@ _TESTS = {
     "test_events.EventLoopTests.test_write_pipe_disconnect_on_close": pipes("loop.connect_write_pipe()"),
     "test_events.EventLoopTests.test_write_pty": pipes("loop.connect_write_pipe()"),
     # test_runners.RunTests
-    # test_ssl.TestSSL
-    "test_ssl.TestSSL.test_connect_timeout_warning": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_create_connection_memory_leak": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_create_connection_ssl_1": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_create_connection_ssl_failed_certificate": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_create_connection_ssl_slow_handshake": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_create_server_ssl_1": ssl("TLS over loop.create_server()"),
-    "test_ssl.TestSSL.test_create_server_ssl_over_ssl": ssl("TLS over loop.create_server()"),
-    "test_ssl.TestSSL.test_flush_before_shutdown": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_handshake_timeout_handler_leak": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_shutdown_cleanly": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_shutdown_timeout_handler_leak": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_shutdown_timeout_handler_not_set": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_ssl_handshake_connection_lost": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_ssl_handshake_timeout": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_start_tls_client_buf_proto_1": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_start_tls_client_corrupted_ssl": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_start_tls_client_reg_proto_1": ssl("TLS over loop.create_connection()"),
-    "test_ssl.TestSSL.test_start_tls_server_1": ssl("TLS over loop.create_server()"),
-    "test_ssl.TestSSL.test_start_tls_slow_client_cancel": ssl("TLS over loop.create_connection()"),
-    # test_sslproto.StartTLSTests
-    "test_sslproto.StartTLSTests.test_create_connection_memory_leak": ssl("TLS over loop.create_connection()"),
-    "test_sslproto.StartTLSTests.test_create_connection_ssl_failed_certificate": ssl("TLS over loop.create_connection()"),
-    "test_sslproto.StartTLSTests.test_create_connection_ssl_slow_handshake": ssl("TLS over loop.create_connection()"),
-    "test_sslproto.StartTLSTests.test_handshake_timeout": ssl("TLS over loop.create_connection()"),
-    "test_sslproto.StartTLSTests.test_start_tls_client_buf_proto_1": ssl("TLS over loop.create_connection()"),
-    "test_sslproto.StartTLSTests.test_start_tls_client_corrupted_ssl": ssl("TLS over loop.create_connection()"),
-    "test_sslproto.StartTLSTests.test_start_tls_client_reg_proto_1": ssl("TLS over loop.create_connection()"),
-    "test_sslproto.StartTLSTests.test_start_tls_server_1": ssl("TLS over loop.create_server()"),
-    "test_sslproto.StartTLSTests.test_start_tls_slow_client_cancel": ssl("TLS over loop.create_connection()"),
-    "test_sslproto.StartTLSTests.test_start_tls_wrong_args": ssl("TLS over loop.start_tls()"),
     # test_streams.StreamTests
-    "test_streams.StreamTests.test_open_connection_no_loop_ssl": ssl("TLS over asyncio.open_connection() (loop.create_connection())"),
-    "test_streams.StreamTests.test_open_unix_connection_no_loop_ssl": ssl("TLS over asyncio.open_unix_connection()"),
     "test_streams.StreamTests.test_read_all_from_pipe_reader": pipes("loop.connect_read_pipe()"),
-    "test_streams.StreamTests.test_start_tls": ssl("TLS over asyncio.start_server() (loop.create_server())"),
     # test_unix_events.SelectorEventLoopUnixSocketTests
     # test_unix_events.TestFunctional
 }

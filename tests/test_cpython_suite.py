@@ -54,8 +54,9 @@ skipped test so that it is counted: test_futures and test_tasks' gather/
 introspection classes (test_utils.TestLoop or mock loops), test_selector_events
 and test_proactor_events (stock loop implementations with mocks), the
 Handle/Timer/ABC/child-watcher/pipe-transport unit tests, and the single tests
-that need networking, subprocesses, TLS or pipe transports (not in ringloop
-yet) or check stock internals.  Not generated: the stock-loop variants of
+that need subprocesses, sendfile or pipe transports (not in ringloop yet)
+or check stock internals.  The TLS tests (test_ssl, test_sslproto, the ssl
+tests of test_events and test_streams) all run.  Not generated: the stock-loop variants of
 classes run here (e.g. test_events.PollEventLoopTests is EventLoopTests on
 another selector; cpython_exclusions.STOCK_LOOP_VARIANTS) and the Windows-only
 modules, which skip themselves at import.
@@ -64,7 +65,7 @@ Exclusions are applied as pytest marks: skip for a feature ringloop lacks yet
 or a test of stock internals, xfail(strict=True) for a ringloop bug (the lead
 removes the entry once it is fixed; an XPASS fails).  With
 RINGLOOP_TEST_LOOP=asyncio only the entries about the test itself (stock
-internals, no loop from a factory) apply: the networking/subprocess/TLS/pipe
+internals, no loop from a factory) apply: the subprocess/sendfile/pipe
 tests then run on the stock loop, which checks their wiring here.
 
 Harness details, each needed for CPython's tests to run outside regrtest:

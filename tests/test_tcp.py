@@ -316,28 +316,6 @@ def test_connection_made_before_data_and_waiter(loop):
     run(loop, main())
 
 
-def test_ssl_not_supported(loop):
-    if not is_ringloop():
-        pytest.skip("ringloop: TLS is a later issue")
-    import ssl
-
-    async def main():
-        ctx = ssl.create_default_context()
-        with pytest.raises(NotImplementedError, match="TLS"):
-            await loop.create_connection(asyncio.Protocol, "127.0.0.1", 1, ssl=ctx)
-        with pytest.raises(NotImplementedError, match="TLS"):
-            await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=ctx)
-        with pytest.raises(NotImplementedError, match="TLS"):
-            await asyncio.open_connection("127.0.0.1", 1, ssl=True)
-        # ssl=None (and the ssl-only options left alone) is plain TCP
-        with pytest.raises(ValueError, match="only meaningful with ssl"):
-            await loop.create_connection(
-                asyncio.Protocol, "127.0.0.1", 1, ssl_handshake_timeout=1
-            )
-
-    run(loop, main())
-
-
 def test_create_connection_refused(loop):
     async def main():
         with socket.socket() as s:

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from conftest import is_ringloop
 from netutil import Echo, Recorder, until
 
 PY313 = sys.version_info >= (3, 13)
@@ -223,17 +222,3 @@ def test_unix_many_clients_and_big_transfer(loop, tmp_path):
             assert all(x == payload for x in results)
 
     run(loop, main(), timeout=60)
-
-
-def test_ssl_rejected_for_unix(loop, tmp_path):
-    if not is_ringloop():
-        pytest.skip("ringloop: TLS is a later issue")
-    import ssl
-
-    async def main():
-        with pytest.raises(NotImplementedError, match="TLS"):
-            await loop.create_unix_server(
-                Echo, str(tmp_path / "t.sock"), ssl=ssl.create_default_context()
-            )
-
-    run(loop, main())

@@ -18,6 +18,8 @@ import weakref
 from asyncio import base_events, staggered, tasks, unix_events
 from asyncio.log import logger
 
+from ._tls import TLSMixin
+
 class _ModuleOf:
     """A module as one of asyncio's own modules sees it at call time:
     asyncio's create_connection()/create_server() reach `socket` through
@@ -44,17 +46,7 @@ _PY312 = sys.version_info >= (3, 12)
 _PY313 = sys.version_info >= (3, 13)
 _HAS_IPv6 = hasattr(_socket, "AF_INET6")
 
-_TLS_MISSING = (
-    "ringloop does not support TLS yet (ssl=...): TLS transports are a later "
-    "issue (see README, 'Status'); use ssl=None, or asyncio's own loop for TLS"
-)
-
 _unset = object()
-
-
-def _no_tls(ssl):
-    if ssl:
-        raise NotImplementedError(_TLS_MISSING)
 
 
 def _log_fatal_oserror(transport, message, exc):
@@ -140,7 +132,7 @@ class Server(base_events.Server):
                 transport.abort()
 
 
-class NetworkMixin:
+class NetworkMixin(TLSMixin):
     __slots__ = ()
 
     # -- resolution ---------------------------------------------------------
@@ -252,11 +244,23 @@ class NetworkMixin:
     async def _create_connection_transport(self, sock, protocol_factory, ssl, server_hostname,
                                            server_side=False, ssl_handshake_timeout=None,
                                            ssl_shutdown_timeout=None):
-        _no_tls(ssl)
         sock.setblocking(False)
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = self._make_socket_transport(sock, protocol, waiter)
+        if ssl:
+            sslcontext = None if isinstance(ssl, bool) else ssl
+            try:
+                transport = self._make_ssl_transport(
+                    sock, protocol, sslcontext, waiter, server_side=server_side,
+                    server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout)
+            except BaseException:
+                # a bad timeout (SSLProtocol checks it): asyncio leaves the
+                # connected socket to the garbage collector; close it
+                sock.close()
+                raise
+        else:
+            transport = self._make_socket_transport(sock, protocol, waiter)
         try:
             await waiter
         except:
@@ -286,7 +290,6 @@ class NetworkMixin:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
             _check_ssl_socket(sock)
-        _no_tls(ssl)
         if happy_eyeballs_delay is not None and interleave is None:
             interleave = 1
 
@@ -349,8 +352,9 @@ class NetworkMixin:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
 
         transport, protocol = await self._create_connection_transport(
-            sock, protocol_factory, ssl, server_hostname
-        )
+            sock, protocol_factory, ssl, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
         if self._debug:
             sock = transport.get_extra_info("socket")
             logger.debug("%r connected to %s:%r: (%r, %r)", sock, host, port, transport, protocol)
@@ -371,7 +375,6 @@ class NetworkMixin:
                 raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
             if ssl_shutdown_timeout is not None:
                 raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        _no_tls(ssl)
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -389,7 +392,10 @@ class NetworkMixin:
             if sock.family != _usocket.AF_UNIX or sock.type != _usocket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
             sock.setblocking(False)
-        return await self._create_connection_transport(sock, protocol_factory, ssl, server_hostname)
+        return await self._create_connection_transport(
+            sock, protocol_factory, ssl, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
 
     async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
                                       ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
@@ -402,10 +408,10 @@ class NetworkMixin:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
             _check_ssl_socket(sock)
-        _no_tls(ssl)
         transport, protocol = await self._create_connection_transport(
-            sock, protocol_factory, ssl, "", server_side=True
-        )
+            sock, protocol_factory, ssl, "", server_side=True,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
         if self._debug:
             sock = transport.get_extra_info("socket")
             logger.debug("%r handled: (%r, %r)", sock, transport, protocol)
@@ -425,10 +431,14 @@ class NetworkMixin:
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
         """Start accepting on the listening socket sock (Server calls it)."""
-        _no_tls(sslcontext)
         listeners = self._rl_listeners()
         listener = listeners.get(sock)
         if listener is None:
+            if sslcontext:
+                # each connection's protocol is an SSLProtocol wrapping the
+                # application's (asyncio's _accept_connection2)
+                protocol_factory = self._tls_accept_factory(
+                    protocol_factory, sslcontext, ssl_handshake_timeout, ssl_shutdown_timeout)
             listener = listeners[sock] = self._listener(sock, protocol_factory, server)
         listener.start()
 
@@ -471,7 +481,6 @@ class NetworkMixin:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
             _check_ssl_socket(sock)
-        _no_tls(ssl)
 
         if host is not None or port is not None:
             if sock is not None:
@@ -569,7 +578,6 @@ class NetworkMixin:
             raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        _no_tls(ssl)
 
         if path is not None:
             if sock is not None:

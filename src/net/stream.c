@@ -70,6 +70,7 @@ static void force_close(RlStream *t, PyObject *exc, int reap);
 static int fatal_error(RlStream *t, PyObject *exc, const char *msg);
 static int stream_do_close(RlStream *t);
 static int stream_do_close_socket(RlStream *t);
+static void reap_if_ending(RlStream *t);
 
 /* ---------------------------------------------------------------------- */
 /* small helpers */
@@ -474,6 +475,21 @@ maybe_finish(RlStream *t)
     }
 }
 
+/* close() waited for the write queue, which has drained: now
+ * connection_lost().  Safe in dispatch. */
+static void
+close_drained(RlStream *t)
+{
+    if (t->conn_lost == 0) {
+        t->conn_lost++;
+        Py_CLEAR(t->lost_exc);
+    }
+    if (rop_busy(t)) {
+        (void)rl_netop_cancel(t->loop, &t->rop);
+    }
+    maybe_finish(t);
+}
+
 /* Cancel what is in flight and queue the end with exc. */
 static void
 schedule_lost(RlStream *t, PyObject *exc)
@@ -514,6 +530,13 @@ resume_writing_fn(RlLoop *loop, PyObject *a, PyObject *b)
             }
         }
         Py_XDECREF(r);
+    }
+    /* Closing: wop_cb() left the decision to us, after resume_writing()
+     * (which may have written more: asyncio's _write_send() calls it
+     * before it looks at the buffer). */
+    if (t->closing && t->conn_lost == 0 && write_idle(t)) {
+        close_drained(t);
+        reap_if_ending(t);
     }
     Py_DECREF(a);
     return rc;
@@ -1085,16 +1108,11 @@ wop_cb(rl_op *op, int32_t res, uint32_t flags)
             wop_failed(t, rc);
         }
     }
-    else if (t->closing) {
-        /* close() waited for the buffer: now connection_lost. */
-        if (t->conn_lost == 0) {
-            t->conn_lost++;
-            Py_CLEAR(t->lost_exc);
-        }
-        if (rop_busy(t)) {
-            (void)rl_netop_cancel(loop, &t->rop);
-        }
-        maybe_finish(t);
+    else if (t->closing && !resume) {
+        /* close() waited for the buffer: now connection_lost.  (With a
+         * resume_writing() due, resume_writing_fn() decides: the protocol
+         * may write more first, as in asyncio.) */
+        close_drained(t);
     }
     else if (t->eof && !t->shut_wr) {
         t->shut_wr = 1;
@@ -1288,6 +1306,18 @@ stream_do_close(RlStream *t)
         (void)rl_netop_cancel(t->loop, &t->rop);
     }
     if (write_idle(t)) {
+        if (protocol_paused(t)) {
+            /* The queue drained but resume_writing() has not run yet
+             * (its record is queued): as in asyncio, where it runs as
+             * the buffer drains, the protocol may still write; the
+             * record decides (and one more makes sure it runs). */
+            Py_INCREF(t);
+            if (rl_loop_call_soon_c(t->loop, resume_writing_fn,
+                                    (PyObject *)t, NULL) < 0) {
+                return -1; /* the reference went with it */
+            }
+            return 0;
+        }
         schedule_lost(t, NULL);
         reap_if_ending(t);
     }
@@ -2044,6 +2074,24 @@ Stream_abort(RlStream *t, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* asyncio's _SelectorTransport._force_close(exc): abort() whose
+ * connection_lost() gets exc.  asyncio's sslproto.SSLProtocol calls it on
+ * the transport under it (handshake/shutdown timeouts, fatal errors). */
+static PyObject *
+Stream__force_close(RlStream *t, PyObject *exc)
+{
+    if (t->conn_lost) {
+        Py_RETURN_NONE;
+    }
+    if (loop_is_closed(t)) {
+        t->closing = 1;
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    force_close(t, exc == Py_None ? NULL : exc, 1);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Stream_is_closing(RlStream *t, PyObject *Py_UNUSED(ignored))
 {
@@ -2391,6 +2439,7 @@ static PyMethodDef Stream_methods[] = {
     NOARGS("can_write_eof", Stream_can_write_eof, NULL),
     NOARGS("close", Stream_close, NULL),
     NOARGS("abort", Stream_abort, NULL),
+    {"_force_close", (PyCFunction)Stream__force_close, METH_O, NULL},
     NOARGS("is_closing", Stream_is_closing, NULL),
     NOARGS("is_reading", Stream_is_reading, NULL),
     NOARGS("pause_reading", Stream_pause_reading, NULL),
