@@ -100,6 +100,11 @@ struct RlSockReq {
     uint8_t has_view;
     uint8_t abandoned; /* the awaiter is gone: nobody takes a result */
     uint8_t started;   /* the first attempt was made */
+    /* A receive's outcome handed to fut (the result, or the exception
+     * instance) until the awaiter takes it: if it leaves instead (a Task
+     * cancelled between the completion and its wake-up), the bytes go to
+     * the stash, never lost (issue 9, defect 6). */
+    PyObject *unclaimed;
 };
 
 #define ST(loop) (&(loop)->st->sock)
@@ -227,8 +232,11 @@ stash_clear(RlLoop *loop, rl_sockfd *f)
     f->stash_owner_id = NULL;
 }
 
+/* Keep data (bytes, or an exception instance) for the next receive on
+ * req's socket.  `front`: the data came before what is stashed already (a
+ * result the awaiter was given but never took, see stash_unclaimed()). */
 static void
-stash_put(RlSockReq *req, PyObject *data, PyObject *addr)
+stash_put(RlSockReq *req, PyObject *data, PyObject *addr, int front)
 {
     RlLoop *loop = req->loop;
     rl_sockfd *f = rl_sock_fd(loop, req->fd);
@@ -244,8 +252,10 @@ stash_put(RlSockReq *req, PyObject *data, PyObject *addr)
             f->stash_owner_id == (void *)req->sock) {
             PyObject *joined = PyBytes_FromStringAndSize(NULL, 0);
             if (joined != NULL) {
-                PyBytes_Concat(&joined, f->stash_data);
-                PyBytes_Concat(&joined, data);
+                PyBytes_Concat(&joined, front ? data : f->stash_data);
+            }
+            if (joined != NULL) {
+                PyBytes_Concat(&joined, front ? f->stash_data : data);
             }
             if (joined == NULL) {
                 PyErr_WriteUnraisable((PyObject *)req);
@@ -385,7 +395,7 @@ stash_serve(RlSockReq *req, rl_sockfd *f, PyObject **result)
         goto error;
     }
     if (rest != NULL) {
-        stash_put(req, rest, NULL);
+        stash_put(req, rest, NULL, 0);
         Py_DECREF(rest);
     }
     Py_DECREF(data);
@@ -790,6 +800,81 @@ attempt_generic(RlSockReq *req, PyObject **result, PyObject **exc)
 /* ---------------------------------------------------------------------- */
 /* delivering results */
 
+/* Keep the outcome of a receive nobody will take (result or exc) in the
+ * stash.  For *_into the bytes sit in the caller's buffer, which it may
+ * reuse from now on: they are copied out (from the pinned view while the
+ * request has it, else from a new export of the buffer).  Never raises. */
+static void
+stash_outcome(RlSockReq *req, PyObject *result, PyObject *exc, int front)
+{
+    PyObject *data = NULL, *addr = NULL;
+    if (K_IS_SEND(req->kind)) {
+        return;
+    }
+    if (exc != NULL) {
+        stash_put(req, exc, NULL, front);
+        return;
+    }
+    if (result == NULL) {
+        return;
+    }
+    switch (req->kind) {
+    case K_RECV:
+        if (PyBytes_Check(result)) {
+            data = Py_NewRef(result);
+        }
+        break;
+    case K_RECVFROM:
+        if (PyTuple_Check(result) && PyTuple_GET_SIZE(result) == 2 &&
+            PyBytes_Check(PyTuple_GET_ITEM(result, 0))) {
+            data = Py_NewRef(PyTuple_GET_ITEM(result, 0));
+            addr = Py_NewRef(PyTuple_GET_ITEM(result, 1));
+        }
+        break;
+    case K_RECV_INTO:
+    case K_RECVFROM_INTO: {
+        PyObject *nb = result;
+        if (req->kind == K_RECVFROM_INTO) {
+            if (!PyTuple_Check(result) || PyTuple_GET_SIZE(result) != 2) {
+                break;
+            }
+            nb = PyTuple_GET_ITEM(result, 0);
+            addr = Py_NewRef(PyTuple_GET_ITEM(result, 1));
+        }
+        if (!PyLong_Check(nb)) {
+            break;
+        }
+        Py_ssize_t n = PyLong_AsSsize_t(nb);
+        if (n < 0) {
+            break;
+        }
+        if (req->has_view) {
+            if (n <= req->view.len) {
+                data = PyBytes_FromStringAndSize(req->view.buf, n);
+            }
+        }
+        else {
+            Py_buffer v;
+            if (PyObject_GetBuffer(req->arg, &v, PyBUF_SIMPLE) == 0) {
+                if (n <= v.len) {
+                    data = PyBytes_FromStringAndSize(v.buf, n);
+                }
+                PyBuffer_Release(&v);
+            }
+        }
+        break;
+    }
+    }
+    if (data != NULL) {
+        stash_put(req, data, addr, front);
+    }
+    else if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable((PyObject *)req);
+    }
+    Py_XDECREF(data);
+    Py_XDECREF(addr);
+}
+
 /* Hand the outcome of a request to its Future; a receive whose awaiter is
  * gone keeps the bytes (or the error) for the next receive.  Steals
  * result/exc.  Never raises (called from op callbacks). */
@@ -806,56 +891,22 @@ deliver(RlSockReq *req, PyObject *result, PyObject *exc)
         gone = done;
     }
     if (gone) {
-        if (!K_IS_SEND(req->kind)) {
-            if (exc != NULL) {
-                stash_put(req, exc, NULL);
-            }
-            else if (result != NULL) {
-                /* The bytes: for *_into they sit in the caller's buffer,
-                 * which it may reuse now: copy them out. */
-                PyObject *data = NULL, *addr = NULL;
-                switch (req->kind) {
-                case K_RECV:
-                    data = Py_NewRef(result);
-                    break;
-                case K_RECVFROM:
-                    data = Py_NewRef(PyTuple_GET_ITEM(result, 0));
-                    addr = Py_NewRef(PyTuple_GET_ITEM(result, 1));
-                    break;
-                case K_RECV_INTO:
-                case K_RECVFROM_INTO: {
-                    PyObject *nb = req->kind == K_RECV_INTO
-                                       ? result
-                                       : PyTuple_GET_ITEM(result, 0);
-                    Py_ssize_t n = PyLong_AsSsize_t(nb);
-                    if (n >= 0 && req->has_view && n <= req->view.len) {
-                        data = PyBytes_FromStringAndSize(req->view.buf, n);
-                    }
-                    if (req->kind == K_RECVFROM_INTO) {
-                        addr = Py_NewRef(PyTuple_GET_ITEM(result, 1));
-                    }
-                    break;
-                }
-                }
-                if (data != NULL) {
-                    stash_put(req, data, addr);
-                }
-                else if (PyErr_Occurred()) {
-                    PyErr_WriteUnraisable((PyObject *)req);
-                }
-                Py_XDECREF(data);
-                Py_XDECREF(addr);
-            }
-        }
+        stash_outcome(req, result, exc, 0);
     }
     else if (exc != NULL) {
         if (rl_future_set_exception_unless_done(req->fut, exc) < 0) {
             PyErr_WriteUnraisable((PyObject *)req);
         }
+        else if (!K_IS_SEND(req->kind)) {
+            Py_XSETREF(req->unclaimed, Py_NewRef(exc));
+        }
     }
     else if (result != NULL) {
         if (rl_future_set_result_unless_done(req->fut, result) < 0) {
             PyErr_WriteUnraisable((PyObject *)req);
+        }
+        else if (!K_IS_SEND(req->kind)) {
+            Py_XSETREF(req->unclaimed, Py_NewRef(result));
         }
     }
     Py_XDECREF(result);
@@ -1451,6 +1502,7 @@ req_am_send(RlSockReq *req, PyObject *arg, PyObject **presult)
         if (r != PYGEN_NEXT) {
             req->aw = AW_DONE;
             Py_CLEAR(req->fut_iter);
+            Py_CLEAR(req->unclaimed); /* taken */
             if (r == PYGEN_ERROR) {
                 req_abandon(req);
             }
@@ -1508,6 +1560,27 @@ SockReq_send(RlSockReq *req, PyObject *arg)
     return gen_result(req_am_send(req, arg, &res), res);
 }
 
+/* The awaiter leaves (throw/close) after its receive had completed: what
+ * fut holds goes back in front of the stash. */
+static void
+stash_unclaimed(RlSockReq *req)
+{
+    PyObject *u = req->unclaimed;
+    if (u == NULL) {
+        return;
+    }
+    req->unclaimed = NULL;
+    PyObject *saved = rl_err_get_raised();
+    if (PyExceptionInstance_Check(u)) {
+        stash_outcome(req, NULL, u, 1);
+    }
+    else {
+        stash_outcome(req, u, NULL, 1);
+    }
+    Py_DECREF(u);
+    rl_err_set_raised(saved);
+}
+
 static PyObject *
 SockReq_throw(RlSockReq *req, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1517,6 +1590,7 @@ SockReq_throw(RlSockReq *req, PyObject *const *args, Py_ssize_t nargs)
     }
     if (req->aw == AW_WAITING) {
         req->aw = AW_DONE;
+        stash_unclaimed(req);
         req_abandon(req);
         PyObject *it = req->fut_iter;
         req->fut_iter = NULL;
@@ -1565,6 +1639,7 @@ static PyObject *
 SockReq_close(RlSockReq *req, PyObject *Py_UNUSED(ignored))
 {
     if (req->aw == AW_WAITING) {
+        stash_unclaimed(req);
         req_abandon(req);
         Py_CLEAR(req->fut_iter);
     }
@@ -1614,6 +1689,7 @@ SockReq_traverse(RlSockReq *req, visitproc visit, void *arg)
     Py_VISIT(req->arg2);
     Py_VISIT(req->fut);
     Py_VISIT(req->fut_iter);
+    Py_VISIT(req->unclaimed);
     Py_VISIT(req->buf);
     if (req->has_view) {
         Py_VISIT(req->view.obj);
@@ -1630,6 +1706,7 @@ SockReq_clear(RlSockReq *req)
         return 0;
     }
     Py_CLEAR(req->fut_iter);
+    Py_CLEAR(req->unclaimed);
     Py_CLEAR(req->fut);
     release_view(req);
     Py_CLEAR(req->buf);
