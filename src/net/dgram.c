@@ -26,7 +26,7 @@
  * Close is two-phase: close()/abort() cancel the ops; the socket is closed
  * and connection_lost() scheduled only when both ops had their final
  * completion.  Until then the loop holds a reference (loop->sock.dgrams). */
-#include "internal.h"
+#include "net_internal.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -58,8 +58,8 @@ typedef struct rl_pkt {
 struct RlDgram {
     PyObject_HEAD
     PyObject *extra; /* asyncio.BaseTransport's `_extra` slot: keep first */
-    rl_op rop;       /* RECVMSG */
-    rl_op sop;       /* SENDMSG, or POLLOUT for a packet sent by Python */
+    rl_netop rop;    /* RECVMSG */
+    rl_netop sop;    /* SENDMSG, or POLLOUT for a packet sent by Python */
     RlLoop *loop;    /* strong */
     PyObject *sock;  /* strong; NULL after connection_lost */
     PyObject *protocol;
@@ -258,18 +258,21 @@ static int read_ready_fn(RlLoop *loop, PyObject *a, PyObject *b);
 static void
 arm_read(RlDgram *tr)
 {
-    if (tr->closing || tr->paused || tr->loop->reactor == NULL ||
-        tr->rop.state != RL_OPS_IDLE) {
+    RlLoop *loop = tr->loop;
+    if (tr->closing || tr->paused || loop->reactor == NULL) {
         return;
     }
     if (tr->rheld) {
         /* A datagram received before pause_reading() took effect. */
         tr->rheld = 0;
-        if (rl_loop_call_soon_c(tr->loop, read_ready_fn, Py_NewRef(tr),
-                                NULL) < 0) {
+        if (rl_netop_queue(loop, &tr->rop, read_ready_fn,
+                           Py_NewRef(tr)) < 0) {
             PyErr_WriteUnraisable((PyObject *)tr);
         }
         return;
+    }
+    if (!rl_netop_armable(&tr->rop)) {
+        return; /* in flight, or its datagram not delivered yet */
     }
     memset(&tr->rss, 0, sizeof(tr->rss));
     tr->riov.iov_base = tr->rbuf;
@@ -279,19 +282,20 @@ arm_read(RlDgram *tr)
     tr->rmsg.msg_namelen = sizeof(tr->rss);
     tr->rmsg.msg_iov = &tr->riov;
     tr->rmsg.msg_iovlen = 1;
-    tr->rop.fd = tr->fd;
-    tr->rop.kind = RL_OP_RECVMSG;
-    tr->rop.flags = 0;
-    tr->rop.u.msg.msg = &tr->rmsg;
-    tr->rop.u.msg.msg_flags = 0;
-    int rc = rl_reactor_submit(tr->loop->reactor, &tr->rop);
+    rl_op *op = &tr->rop.op;
+    op->fd = tr->fd;
+    op->kind = RL_OP_RECVMSG;
+    op->flags = 0;
+    op->u.msg.msg = &tr->rmsg;
+    op->u.msg.msg_flags = 0;
+    int rc = rl_netop_submit(loop, &tr->rop);
     if (rc < 0) {
         /* Deliver it as a read error (asyncio would see it from recv),
          * once: no retry loop on a dead fd. */
         tr->rres = rc;
         tr->rdead = 1;
-        if (rl_loop_call_soon_c(tr->loop, read_ready_fn, Py_NewRef(tr),
-                                NULL) < 0) {
+        if (rl_netop_queue(loop, &tr->rop, read_ready_fn,
+                           Py_NewRef(tr)) < 0) {
             PyErr_WriteUnraisable((PyObject *)tr);
         }
     }
@@ -301,23 +305,31 @@ static void
 rop_cb(rl_op *op, int32_t res, uint32_t flags)
 {
     (void)flags;
-    RlDgram *tr = rl_container_of(op, RlDgram, rop);
+    RlDgram *tr = rl_container_of(op, RlDgram, rop.op);
+    RlLoop *loop = tr->loop;
+    rl_netop_done(loop, &tr->rop); /* its owner reference is ours now */
     tr->rres = res;
     if (tr->closing) {
         maybe_lost(tr);
+    }
+    else if (res == -ECANCELED) {
+        /* pause_reading(); if resume_reading() came before this final
+         * completion, it could not re-arm: do it now. */
+        arm_read(tr);
+    }
+    else if (tr->paused) {
+        /* Delivered on resume_reading(); rbuf holds it till then. */
+        tr->rheld = 1;
+        tr->rop.queued = 1;
+    }
+    else {
+        if (rl_netop_queue(loop, &tr->rop, read_ready_fn, (PyObject *)tr) <
+            0) {
+            PyErr_WriteUnraisable((PyObject *)loop);
+        }
         return;
     }
-    if (res == -ECANCELED) {
-        return; /* pause_reading() */
-    }
-    if (tr->paused) {
-        tr->rheld = 1; /* delivered on resume_reading() */
-        return;
-    }
-    if (rl_loop_call_soon_c(tr->loop, read_ready_fn, Py_NewRef(tr), NULL) <
-        0) {
-        PyErr_WriteUnraisable((PyObject *)tr);
-    }
+    rl_net_release_owner(loop, (PyObject *)tr);
 }
 
 /* Ready phase: deliver one datagram (or the error), then read again. */
@@ -329,10 +341,11 @@ read_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
     RlDgram *tr = (RlDgram *)a;
     int rc = 0;
     if (tr->conn_lost || tr->closing) {
+        rl_netop_delivered(&tr->rop);
         goto done;
     }
     if (tr->paused) {
-        tr->rheld = 1;
+        tr->rheld = 1; /* still queued: rbuf keeps it for resume */
         goto done;
     }
     int32_t res = tr->rres;
@@ -344,6 +357,9 @@ read_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
             args[1] = rl_sockaddr_build((struct sockaddr *)&tr->rss,
                                         tr->rmsg.msg_namelen);
         }
+        /* The datagram left rbuf: the protocol may re-arm the receive
+         * (pause_reading() + resume_reading()). */
+        rl_netop_delivered(&tr->rop);
         if (args[1] != NULL) {
             r = call_protocol(tr, tr->ctx, ST(tr)->str_datagram_received,
                               args, 2);
@@ -352,6 +368,7 @@ read_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
         Py_XDECREF(args[1]);
     }
     else {
+        rl_netop_delivered(&tr->rop);
         PyObject *exc = rl_sock_errno_exc(res);
         if (exc != NULL) {
             r = call_protocol(tr, tr->ctx, ST(tr)->str_error_received, &exc,
@@ -451,7 +468,7 @@ static void
 maybe_lost(RlDgram *tr)
 {
     if (!tr->lost_wanted || tr->lost_pushed ||
-        tr->rop.state != RL_OPS_IDLE || tr->sop.state != RL_OPS_IDLE) {
+        tr->rop.op.state != RL_OPS_IDLE || tr->sop.op.state != RL_OPS_IDLE) {
         return;
     }
     tr->lost_pushed = 1;
@@ -461,10 +478,10 @@ maybe_lost(RlDgram *tr)
 }
 
 static void
-cancel_op(RlDgram *tr, rl_op *op)
+cancel_op(RlDgram *tr, rl_netop *n)
 {
-    if (tr->loop->reactor != NULL && op->state == RL_OPS_ARMED) {
-        (void)rl_reactor_cancel(tr->loop->reactor, op);
+    if (n->op.state == RL_OPS_ARMED) {
+        (void)rl_netop_cancel(tr->loop, n);
     }
 }
 
@@ -591,15 +608,17 @@ static void
 sop_cb(rl_op *op, int32_t res, uint32_t flags)
 {
     (void)flags;
-    RlDgram *tr = rl_container_of(op, RlDgram, sop);
+    RlDgram *tr = rl_container_of(op, RlDgram, sop.op);
+    RlLoop *loop = tr->loop;
+    rl_netop_done(loop, &tr->sop); /* its owner reference is ours now */
     tr->sres = res;
     if (tr->conn_lost && tr->qhead == NULL) {
         maybe_lost(tr); /* aborted */
+        rl_net_release_owner(loop, (PyObject *)tr);
         return;
     }
-    if (rl_loop_call_soon_c(tr->loop, write_ready_fn, Py_NewRef(tr), NULL) <
-        0) {
-        PyErr_WriteUnraisable((PyObject *)tr);
+    if (rl_netop_queue(loop, &tr->sop, write_ready_fn, (PyObject *)tr) < 0) {
+        PyErr_WriteUnraisable((PyObject *)loop);
     }
 }
 
@@ -608,9 +627,11 @@ static void
 arm_write(RlDgram *tr)
 {
     rl_pkt *p = tr->qhead;
-    rl_op *op = &tr->sop;
+    rl_op *op = &tr->sop.op;
+    /* Not while the completion of the head's send waits on the ready
+     * queue: the head is popped there (it would go out twice). */
     if (p == NULL || tr->loop->reactor == NULL ||
-        op->state != RL_OPS_IDLE) {
+        !rl_netop_armable(&tr->sop)) {
         return;
     }
     op->fd = tr->fd;
@@ -633,11 +654,11 @@ arm_write(RlDgram *tr)
         op->kind = RL_OP_POLL; /* then socket.sendto() */
         op->u.poll.events = POLLOUT;
     }
-    int rc = rl_reactor_submit(tr->loop->reactor, op);
+    int rc = rl_netop_submit(tr->loop, &tr->sop);
     if (rc < 0) {
         tr->sres = rc;
-        if (rl_loop_call_soon_c(tr->loop, write_ready_fn, Py_NewRef(tr),
-                                NULL) < 0) {
+        if (rl_netop_queue(tr->loop, &tr->sop, write_ready_fn,
+                           Py_NewRef(tr)) < 0) {
             PyErr_WriteUnraisable((PyObject *)tr);
         }
     }
@@ -664,7 +685,8 @@ write_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
     RlDgram *tr = (RlDgram *)a;
     int rc = 0;
     int32_t res = tr->sres;
-    int kind = tr->sop.kind;
+    int kind = tr->sop.op.kind;
+    rl_netop_delivered(&tr->sop);
     if (tr->conn_lost && tr->qhead == NULL) {
         maybe_lost(tr);
         goto done;
@@ -1076,8 +1098,9 @@ Dgram_repr(RlDgram *tr)
     }
     return PyUnicode_FromFormat(
         "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>", Py_TYPE(tr)->tp_name,
-        state, tr->fd, tr->rop.state == RL_OPS_ARMED ? "polling" : "idle",
-        tr->sop.state == RL_OPS_ARMED ? "polling" : "idle", tr->buffer_size);
+        state, tr->fd, tr->rop.op.state == RL_OPS_ARMED ? "polling" : "idle",
+        tr->sop.op.state == RL_OPS_ARMED ? "polling" : "idle",
+        tr->buffer_size);
 }
 
 static int
@@ -1319,10 +1342,8 @@ rl_dgram_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     tr->fd = fd;
     tr->family = family;
     tr->connected = (uint8_t)connected;
-    tr->rop.cb = rop_cb;
-    tr->rop.fd = fd;
-    tr->sop.cb = sop_cb;
-    tr->sop.fd = fd;
+    rl_netop_init(&tr->rop, (PyObject *)tr, rop_cb, fd, RL_OP_RECVMSG, NULL);
+    rl_netop_init(&tr->sop, (PyObject *)tr, sop_cb, fd, RL_OP_SENDMSG, NULL);
     tr->high_water = 64 * 1024;
     tr->low_water = 16 * 1024;
 

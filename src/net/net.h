@@ -10,7 +10,19 @@
  * (rl_netop_done()).  So an object whose memory or buffers the kernel may
  * still write to can never be freed, and when the loop closes,
  * rl_net_loop_after_reactor_destroy() walks that list to release what the
- * ops pinned. */
+ * ops pinned.
+ *
+ * The one op-ownership model (every transport and sock_* request):
+ *  - an op owns its buffer and a strong reference to its owner from its
+ *    submission to its final completion (rl_netop_submit/rl_netop_done);
+ *  - a completion never runs Python: it records the result and queues a
+ *    ready record (rl_netop_queue), which takes over the owner reference;
+ *  - a queued delivery blocks re-arming (rl_netop_armable): the buffer
+ *    still holds the result (data, sender address) until the record handed
+ *    it to Python (rl_netop_delivered), whatever the protocol does
+ *    meanwhile (pause_reading() + resume_reading(), issue 9 defect 8);
+ *  - closing cancels the armed ops and waits for their final completions
+ *    before the fd is closed or the buffers freed. */
 #ifndef RL_NET_H
 #define RL_NET_H
 
@@ -32,6 +44,11 @@ struct rl_netop {
     rl_netop *next, *prev; /* loop->net.held */
     rl_netop_forget_fn forget;
     uint8_t held;
+    /* The result of the op's last completion waits on the ready queue to
+     * be handed to Python (rl_netop_queue()): its buffers still hold it,
+     * so the op must not be armed again (rl_netop_armable()) until the
+     * record took it (rl_netop_delivered()). */
+    uint8_t queued;
 };
 
 /* Per-module networking state (types, cached objects).  Lives inside

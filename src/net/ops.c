@@ -83,6 +83,24 @@ rl_netop_done(RlLoop *loop, rl_netop *n)
 }
 
 int
+rl_netop_queue(RlLoop *loop, rl_netop *n, rl_ready_fn fn,
+               PyObject *owner_ref)
+{
+    PyObject *owner = owner_ref;
+    assert(owner == n->owner);
+    n->queued = 1;
+    if (rl_loop_call_soon_c(loop, fn, owner, NULL) < 0) {
+        /* The record is lost: let the op be armed again; the caller
+         * reports the error.  The reference is dropped from the ready
+         * queue when possible (never the last one here). */
+        n->queued = 0;
+        rl_net_release_owner(loop, owner);
+        return -1;
+    }
+    return 0;
+}
+
+int
 rl_net_release_fn(RlLoop *loop, PyObject *a, PyObject *b)
 {
     (void)loop;
