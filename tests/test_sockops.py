@@ -92,6 +92,76 @@ def test_is_a_coroutine_and_lazy(loop):
         assert run(loop, main()) == b"more"
 
 
+def _sock_calls(loop, a, buf):
+    """One call of every sock_* method (none of them awaited yet)."""
+    return {
+        "sock_recv": lambda: loop.sock_recv(a, 10),
+        "sock_recv_into": lambda: loop.sock_recv_into(a, buf),
+        "sock_recvfrom": lambda: loop.sock_recvfrom(a, 10),
+        "sock_recvfrom_into": lambda: loop.sock_recvfrom_into(a, buf),
+        "sock_sendall": lambda: loop.sock_sendall(a, b"x"),
+        "sock_sendto": lambda: loop.sock_sendto(a, b"x", None),
+        "sock_connect": lambda: loop.sock_connect(a, "nowhere"),
+        "sock_accept": lambda: loop.sock_accept(a),
+    }
+
+
+def test_full_coroutine_states_and_stack(loop):
+    """Issue 9, defect 12: what sock_* return is a coroutine in every respect
+    users can see, as asyncio's `async def sock_*` (inspect's states,
+    cr_frame/cr_running/cr_await, Task.get_stack()/print_stack())."""
+    import inspect
+    import io
+
+    with pair() as (a, b):
+        buf = bytearray(10)
+        for name, make in _sock_calls(loop, a, buf).items():
+            c = make()
+            assert inspect.iscoroutine(c), name
+            assert inspect.getcoroutinestate(c) == inspect.CORO_CREATED, name
+            assert c.cr_running is False and c.cr_await is None, name
+            assert c.cr_frame is not None, name
+            assert c.__qualname__.endswith(name), name
+            c.close()
+            assert inspect.getcoroutinestate(c) == inspect.CORO_CLOSED, name
+
+        async def main():
+            t = asyncio.create_task(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            c = t.get_coro()
+            assert inspect.getcoroutinestate(c) == inspect.CORO_SUSPENDED
+            assert c.cr_await is not None
+            frames = t.get_stack()
+            assert frames and frames[0].f_code.co_name == "sock_recv"
+            out = io.StringIO()
+            t.print_stack(file=out)
+            assert "sock_recv" in out.getvalue()
+            b.send(b"hi")
+            assert await t == b"hi"
+            assert inspect.getcoroutinestate(c) == inspect.CORO_CLOSED
+
+        run(loop, main())
+
+
+@pytest.mark.parametrize("name", list(_sock_calls(None, None, None)))
+def test_never_awaited_warns(loop, name):
+    """Issue 9, defect 12: dropping a sock_* coroutine unawaited gives
+    "coroutine ... was never awaited", as asyncio's does; nothing is done
+    on the socket."""
+    import warnings
+
+    with pair() as (a, b):
+        b.send(b"data")
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            c = _sock_calls(loop, a, bytearray(10))[name]()
+            del c
+            gc.collect()
+        msgs = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
+        assert any(name in m and "was never awaited" in m for m in msgs), msgs
+        assert a.recv(10) == b"data"
+
+
 def test_awaited_twice(loop):
     with pair() as (a, b):
         b.send(b"x")

@@ -1234,11 +1234,11 @@ Loop__net_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyMethodDef rl_net_loop_methods[] = {
-    {"sock_connect", RL_CFUNC(Loop_sock_connect), METH_FASTCALL,
-     "sock_connect($self, sock, address, /)\n--\n\n"
+    {"_sock_connect", RL_CFUNC(Loop_sock_connect), METH_FASTCALL,
+     "_sock_connect($self, sock, address, /)\n--\n\n"
      "Connect sock (non-blocking) to address; awaitable."},
-    {"sock_accept", (PyCFunction)Loop_sock_accept, METH_O,
-     "sock_accept($self, sock, /)\n--\n\n"
+    {"_sock_accept", (PyCFunction)Loop_sock_accept, METH_O,
+     "_sock_accept($self, sock, /)\n--\n\n"
      "Accept a connection on sock; awaitable returning (conn, address)."},
     {"_sock_connect_resolved", RL_CFUNC(Loop__sock_connect_resolved),
      METH_FASTCALL, NULL},

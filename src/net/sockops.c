@@ -1924,24 +1924,24 @@ Loop__sock_debug(RlLoop *self, PyObject *Py_UNUSED(ignored))
 #define FASTKW (METH_FASTCALL | METH_KEYWORDS)
 
 PyMethodDef rl_sock_loop_methods[] = {
-    {"sock_recv", RL_CFUNC(Loop_sock_recv), FASTKW,
-     "sock_recv($self, sock, n)\n--\n\n"
+    {"_sock_recv", RL_CFUNC(Loop_sock_recv), FASTKW,
+     "_sock_recv($self, sock, n)\n--\n\n"
      "Receive up to n bytes from sock (awaitable; returns bytes)."},
-    {"sock_recv_into", RL_CFUNC(Loop_sock_recv_into), FASTKW,
-     "sock_recv_into($self, sock, buf)\n--\n\n"
+    {"_sock_recv_into", RL_CFUNC(Loop_sock_recv_into), FASTKW,
+     "_sock_recv_into($self, sock, buf)\n--\n\n"
      "Receive into the writable buffer buf (awaitable; returns the "
      "number of bytes)."},
-    {"sock_recvfrom", RL_CFUNC(Loop_sock_recvfrom), FASTKW,
-     "sock_recvfrom($self, sock, bufsize)\n--\n\n"
+    {"_sock_recvfrom", RL_CFUNC(Loop_sock_recvfrom), FASTKW,
+     "_sock_recvfrom($self, sock, bufsize)\n--\n\n"
      "Receive a datagram (awaitable; returns (bytes, address))."},
-    {"sock_recvfrom_into", RL_CFUNC(Loop_sock_recvfrom_into), FASTKW,
-     "sock_recvfrom_into($self, sock, buf, nbytes=0)\n--\n\n"
+    {"_sock_recvfrom_into", RL_CFUNC(Loop_sock_recvfrom_into), FASTKW,
+     "_sock_recvfrom_into($self, sock, buf, nbytes=0)\n--\n\n"
      "Receive a datagram into buf (awaitable; returns (nbytes, address))."},
-    {"sock_sendall", RL_CFUNC(Loop_sock_sendall), FASTKW,
-     "sock_sendall($self, sock, data)\n--\n\n"
+    {"_sock_sendall", RL_CFUNC(Loop_sock_sendall), FASTKW,
+     "_sock_sendall($self, sock, data)\n--\n\n"
      "Send all of data (awaitable; returns None)."},
-    {"sock_sendto", RL_CFUNC(Loop_sock_sendto), FASTKW,
-     "sock_sendto($self, sock, data, address)\n--\n\n"
+    {"_sock_sendto", RL_CFUNC(Loop_sock_sendto), FASTKW,
+     "_sock_sendto($self, sock, data, address)\n--\n\n"
      "Send a datagram to address (awaitable; returns the bytes sent)."},
     {"_sock_set_recv_inline", (PyCFunction)Loop__sock_set_recv_inline,
      METH_O, NULL},
