@@ -162,6 +162,83 @@ def test_never_awaited_warns(loop, name):
         assert a.recv(10) == b"data"
 
 
+def test_socket_closed_under_pending_recv(loop, recv_mode):
+    """Issue 9, defect 12: a socket closed under a pending sock_recv.  asyncio
+    (3.11-3.13) leaves the call pending and the socket really closes: the
+    peer sees EOF.  io_uring's armed RECV held the file: the peer saw
+    nothing and the call completed with its next bytes."""
+    with pair() as (a, b):
+        async def main():
+            t = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)  # armed
+            a.close()
+            assert await asyncio.wait_for(loop.sock_recv(b, 10), 5) == b""
+            try:
+                b.send(b"late")
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
+            assert not t.done()
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+
+        run(loop, main())
+
+
+@pytest.mark.timeout_s(30)
+def test_socket_closed_under_pending_connect(loop):
+    """Issue 9, defect 12: a socket closed under a pending sock_connect (the
+    server's backlog is full, the SYN goes unanswered).  asyncio leaves the
+    call pending and the connection attempt dies with the socket; io_uring's
+    armed CONNECT kept the socket alive, and the connection was made once
+    the backlog had room."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    lst.setblocking(False)
+    fillers = []
+    try:
+        async def main():
+            for _ in range(3):
+                f = socket.socket()
+                f.setblocking(False)
+                fillers.append(f)
+                with contextlib.suppress(BlockingIOError):
+                    f.connect(lst.getsockname())
+            await asyncio.sleep(0.05)
+            c = socket.socket()
+            c.setblocking(False)
+            t = asyncio.ensure_future(loop.sock_connect(c, lst.getsockname()))
+            await asyncio.sleep(0.1)
+            if t.done():
+                c.close()
+                pytest.skip("the backlog did not hold the connection back")
+            c.close()
+            # Make room: accept whatever is queued, for longer than the
+            # first SYN retransmission (1 s) of a socket kept alive.
+            accepted = 0
+            end = loop.time() + 2.5
+            while loop.time() < end:
+                try:
+                    conn, _ = lst.accept()
+                except BlockingIOError:
+                    await asyncio.sleep(0.02)
+                    continue
+                conn.close()
+                accepted += 1
+            assert not t.done()
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+
+        run(loop, main())
+    finally:
+        for f in fillers:
+            f.close()
+        lst.close()
+
+
 def test_awaited_twice(loop):
     with pair() as (a, b):
         b.send(b"x")

@@ -96,7 +96,18 @@ typedef struct rl_loop_net {
     struct RlStream **fdmap;  /* fd -> live transport (borrowed) */
     size_t nfdmap;
     size_t ntransports;       /* transports whose fd is still open */
+    size_t nsockops;          /* sock_connect/sock_accept ops armed */
     char *scratch;            /* read buffer of readiness-mode reads */
 } rl_loop_net;
+
+/* Called by the loop before each wait when sock_* calls are pending: a
+ * socket closed under one has its op cancelled and the call left pending,
+ * as asyncio's (ops.c, sockops.c).  Never raises. */
+void rl_net_loop_before_wait(struct RlLoop *loop);
+static inline int
+rl_net_loop_wants_before_wait(const rl_loop_net *ln, const void *sock_reqs)
+{
+    return sock_reqs != NULL || ln->nsockops != 0;
+}
 
 #endif /* RL_NET_H */

@@ -759,6 +759,8 @@ typedef struct {
     socklen_t addrlen;
     int32_t res;
     int family, type, proto; /* sock_accept: of the new socket */
+    uint8_t orphaned; /* its socket was closed under it: the future stays
+                       * pending, as asyncio's (rl_net_loop_before_wait) */
 } RlSockOp;
 
 static int
@@ -769,6 +771,14 @@ sockop_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
     rl_state *st = loop->st;
     PyObject *result = NULL, *exc = NULL;
     int rc = 0;
+    if (so->orphaned) {
+        /* Its socket was closed: the awaiter stays pending (asyncio). */
+        if (so->nop.op.kind == RL_OP_ACCEPT && so->res >= 0) {
+            close(so->res);
+        }
+        Py_DECREF(a);
+        return 0;
+    }
     int done = rl_future_is_done(so->fut);
     if (done != 0) {
         if (done < 0) {
@@ -870,6 +880,7 @@ sockop_cb(rl_op *op, int32_t res, uint32_t flags)
     RlSockOp *so = rl_container_of(op, RlSockOp, nop.op);
     RlLoop *loop = so->loop;
     rl_netop_done(loop, &so->nop);
+    loop->net.nsockops--;
     so->res = res;
     /* The op's reference goes to the record. */
     if (rl_loop_call_soon_c(loop, sockop_ready_fn, (PyObject *)so, NULL) <
@@ -1039,6 +1050,7 @@ sockop_new(RlLoop *loop, PyObject *sock, int fd, rl_op_kind kind)
     so->res = -1;
     so->family = so->type = so->proto = 0;
     so->addrlen = 0;
+    so->orphaned = 0;
     rl_netop_init(&so->nop, (PyObject *)so, sockop_cb, fd, kind, NULL);
     PyObject_GC_Track(so);
     so->fut = rl_future_new(loop);
@@ -1055,6 +1067,9 @@ sockop_start(RlLoop *loop, RlSockOp *so)
 {
     rl_state *st = loop->st;
     int rc = rl_netop_submit(loop, &so->nop);
+    if (rc == 0) {
+        loop->net.nsockops++;
+    }
     if (rc < 0) {
         /* Reported when awaited, as asyncio raises inside its coroutine. */
         PyObject *exc = rl_net_oserror(rc, NULL);
@@ -1204,6 +1219,56 @@ Loop_sock_accept(RlLoop *self, PyObject *sock)
     PyObject *res = sockop_start(self, so);
     Py_DECREF(so);
     return res;
+}
+
+/* sock_connect()/sock_accept() whose socket was closed under them: see
+ * rl_sock_loop_before_wait (sockops.c) for why and what asyncio does. */
+static void
+sockops_before_wait(RlLoop *loop)
+{
+    rl_state *st = loop->st;
+    size_t n = 0, cap = loop->net.nsockops;
+    RlSockOp **v = PyMem_Malloc(cap * sizeof(*v));
+    if (v == NULL) {
+        return; /* next time */
+    }
+    /* Collect first: fileno() may be user code (a socket subclass), which
+     * may change the list of held ops. */
+    for (rl_netop *p = loop->net.held; p != NULL && n < cap; p = p->next) {
+        if (Py_IS_TYPE(p->owner, st->net.SockOpType) &&
+            p->op.state == RL_OPS_ARMED) {
+            RlSockOp *so = rl_container_of(p, RlSockOp, nop);
+            if (!so->orphaned) {
+                v[n++] = (RlSockOp *)Py_NewRef(so);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        RlSockOp *so = v[i];
+        PyObject *f = PyObject_CallMethodNoArgs(so->sock, st->str_fileno);
+        long fd = f != NULL ? PyLong_AsLong(f) : -1;
+        Py_XDECREF(f);
+        if (PyErr_Occurred()) {
+            PyErr_WriteUnraisable(so->sock);
+        }
+        else if (fd != so->nop.op.fd && so->nop.op.state == RL_OPS_ARMED) {
+            so->orphaned = 1;
+            (void)rl_netop_cancel(loop, &so->nop);
+        }
+        Py_DECREF(so);
+    }
+    PyMem_Free(v);
+}
+
+void
+rl_net_loop_before_wait(RlLoop *loop)
+{
+    if (loop->sock.reqs != NULL) {
+        rl_sock_loop_before_wait(loop);
+    }
+    if (loop->net.nsockops != 0) {
+        sockops_before_wait(loop);
+    }
 }
 
 /* ---------------------------------------------------------------------- */

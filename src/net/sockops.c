@@ -99,6 +99,9 @@ struct RlSockReq {
     uint8_t native;
     uint8_t has_view;
     uint8_t abandoned; /* the awaiter is gone: nobody takes a result */
+    uint8_t orphaned;  /* its socket was closed under it: the awaiter
+                        * stays pending, as asyncio's (see
+                        * rl_sock_loop_before_wait) */
     uint8_t started;   /* the first attempt was made */
     /* A receive's outcome handed to fut (the result, or the exception
      * instance) until the awaiter takes it: if it leaves instead (a Task
@@ -943,6 +946,11 @@ req_op_cb(rl_op *op, int32_t res, uint32_t flags)
     RlSockReq *req = rl_container_of(op, RlSockReq, op);
     PyObject *result = NULL, *exc = NULL;
 
+    if (req->orphaned) {
+        /* Its socket was closed: nothing to deliver, nobody to wake. */
+        finish_head(req);
+        return;
+    }
     if (req->qs == Q_ZOMBIE || req->abandoned) {
         /* Abandoned: nobody takes a result, but bytes that did arrive
          * are kept for the next receive. */
@@ -1083,6 +1091,19 @@ start_queued_fn(RlLoop *loop, PyObject *a, PyObject *b)
     int done = rl_future_is_done(req->fut);
     if (done != 0) {
         PyErr_Clear();
+        finish_head(req);
+        Py_DECREF(req);
+        return 0;
+    }
+    int cur = -1;
+    if (sock_fileno(loop, req->sock, &cur) < 0) {
+        PyErr_Clear();
+    }
+    if (cur != req->fd) {
+        /* Its socket was closed while it waited for its turn (the fd
+         * number may name another socket now): pending for ever, as
+         * asyncio's. */
+        req->orphaned = 1;
         finish_head(req);
         Py_DECREF(req);
         return 0;
@@ -2116,6 +2137,44 @@ rl_sock_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
         }
     }
     return rl_dgram_loop_traverse(loop, visit, arg);
+}
+
+/* A socket closed under a pending sock_* call.  asyncio's selector simply
+ * forgets the closed fd: the call stays pending (until cancelled) on 3.11,
+ * 3.12 and 3.13, and the socket is really closed (the peer sees EOF or
+ * EPIPE; a connect in progress is abandoned).  Epoll does the same by
+ * itself, but an io_uring op holds a reference to the file: the socket
+ * would stay open and the op complete later (with the peer's next bytes,
+ * or the connection).  So, before each wait, every armed request whose
+ * socket's fileno() changed has its op cancelled, which lets the kernel
+ * close the file, and its awaiter is left pending: both backends then
+ * behave as asyncio (issue 9, defect 12). */
+void
+rl_sock_loop_before_wait(RlLoop *loop)
+{
+    RlSockReq *r = loop->sock.reqs;
+    while (r != NULL) {
+        if (r->qs != Q_HEAD || r->orphaned || r->op.state != RL_OPS_ARMED) {
+            r = r->lnext;
+            continue;
+        }
+        /* Beware: fileno() of a socket subclass is user code, which may
+         * finish requests (unlinking them): hold r, step on afterwards. */
+        Py_INCREF(r);
+        int fd = -1;
+        if (sock_fileno(loop, r->sock, &fd) < 0) {
+            PyErr_WriteUnraisable(r->sock);
+            fd = r->fd;
+        }
+        if (fd != r->fd && r->op.state == RL_OPS_ARMED &&
+            loop->reactor != NULL) {
+            r->orphaned = 1;
+            (void)rl_reactor_cancel(loop->reactor, &r->op);
+        }
+        RlSockReq *next = r->lnext;
+        Py_DECREF(r);
+        r = next;
+    }
 }
 
 void

@@ -85,6 +85,9 @@ int rl_sock_module_traverse(struct rl_state *st, visitproc visit, void *arg);
 void rl_sock_module_clear(struct rl_state *st);
 void rl_sock_loop_init(struct RlLoop *loop);
 int rl_sock_loop_traverse(struct RlLoop *loop, visitproc visit, void *arg);
+/* Before each wait: cancel the ops of sock_* calls whose socket was
+ * closed under them (asyncio leaves them pending).  Never raises. */
+void rl_sock_loop_before_wait(struct RlLoop *loop);
 /* After the reactor was destroyed (every op IDLE, no completion will
  * come): release what requests and transports held for the kernel. */
 void rl_sock_loop_after_reactor_destroy(struct RlLoop *loop);
