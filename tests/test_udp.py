@@ -337,6 +337,27 @@ def test_pause_resume_while_delivery_queued(loop, where):
     run(loop, main(), timeout=30)
 
 
+@pytest.mark.parametrize("how", ["close", "abort"])
+@pytest.mark.parametrize("reading", [True, False])
+def test_close_timing_matches_asyncio(loop, how, reading):
+    """Issue 14 point 4: close()/abort() of an idle datagram transport runs
+    connection_lost() and closes the socket in the next loop iteration, as
+    asyncio's call_soon(_call_connection_lost) does (anyio counts them)."""
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+        sock = tr.get_extra_info("socket")
+        await asyncio.sleep(0)
+        if not reading:
+            tr.pause_reading()
+        getattr(tr, how)()
+        assert "lost" not in pr.events
+        await asyncio.sleep(0)
+        assert pr.events[-1] == "lost"
+        assert sock.fileno() == -1
+
+    run(loop, main())
+
+
 def test_datagram_received_exception_goes_to_handler(loop, loop_errors):
     async def main():
         st, sp = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))

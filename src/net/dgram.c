@@ -25,7 +25,13 @@
  *
  * Close is two-phase: close()/abort() cancel the ops; the socket is closed
  * and connection_lost() scheduled only when both ops had their final
- * completion.  Until then the loop holds a reference (loop->sock.dgrams). */
+ * completion, which close()/abort() reap at once (rl_net_reap_cancelled),
+ * so that connection_lost() lands where asyncio's call_soon() puts it.
+ * Until then the loop holds a reference (loop->sock.dgrams).
+ *
+ * Both ops are rl_netops (net.h): each holds a reference to the transport
+ * while the kernel owns it, and a completion whose delivery is queued
+ * blocks re-arming until the record took the result out of the buffer. */
 #include "net_internal.h"
 
 #include <errno.h>
@@ -499,6 +505,11 @@ schedule_lost(RlDgram *tr, PyObject *exc)
     }
     cancel_op(tr, &tr->rop);
     cancel_op(tr, &tr->sop);
+    /* The final completions of the cancelled ops now, so that
+     * connection_lost() (and the socket's close) is queued here, where
+     * asyncio's close() calls call_soon(), not one iteration later
+     * (issue 14 point 4).  Never called from dispatch. */
+    rl_net_reap_cancelled(tr->loop);
     maybe_lost(tr);
     return 0;
 }
