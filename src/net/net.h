@@ -56,8 +56,6 @@ struct rl_netop {
 typedef struct rl_net_state {
     PyTypeObject *StreamType;    /* ringloop._core.StreamTransport */
     PyTypeObject *ListenerType;  /* a listening socket's accept machinery */
-    PyTypeObject *SockOpType;    /* one sock_connect()/sock_accept() */
-    PyTypeObject *AwaitableType; /* what sock_connect/sock_accept return */
     /* cached stdlib objects (strong) */
     PyObject *socket_socket;       /* socket.socket */
     PyObject *aio_TransportSocket; /* asyncio.trsock.TransportSocket */
@@ -96,7 +94,6 @@ typedef struct rl_loop_net {
     struct RlStream **fdmap;  /* fd -> live transport (borrowed) */
     size_t nfdmap;
     size_t ntransports;       /* transports whose fd is still open */
-    size_t nsockops;          /* sock_connect/sock_accept ops armed */
     char *scratch;            /* read buffer of readiness-mode reads */
 } rl_loop_net;
 
@@ -107,7 +104,8 @@ void rl_net_loop_before_wait(struct RlLoop *loop);
 static inline int
 rl_net_loop_wants_before_wait(const rl_loop_net *ln, const void *sock_reqs)
 {
-    return sock_reqs != NULL || ln->nsockops != 0;
+    (void)ln;
+    return sock_reqs != NULL;
 }
 
 #endif /* RL_NET_H */

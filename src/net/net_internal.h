@@ -214,9 +214,4 @@ int rl_listener_init_type(PyObject *module, rl_state *st);
 PyObject *rl_listener_new(RlLoop *loop, PyObject *const *args,
                           Py_ssize_t nargs);
 
-/* ---------------------------------------------------------------------- */
-/* net.c: sock_connect / sock_accept */
-
-int rl_sockop_init_types(PyObject *module, rl_state *st);
-
 #endif /* RL_NET_INTERNAL_H */
