@@ -101,7 +101,7 @@ struct RlDgram {
     uint8_t rdead;           /* the receive op could not be submitted */
 };
 
-#define ST(tr) (&(tr)->loop->st->sock)
+#define ST(tr) (&(tr)->loop->st->net)
 
 static void maybe_lost(RlDgram *tr);
 
@@ -572,7 +572,7 @@ static int
 send_now(RlDgram *tr, PyObject *data, const void *buf, Py_ssize_t len,
          rl_pkt *p, PyObject *addr)
 {
-    rl_sock_state *ss = ST(tr);
+    rl_net_state *ss = ST(tr);
     if (tr->connected || (p != NULL && p->native)) {
         for (;;) {
             ssize_t n;
@@ -1313,7 +1313,7 @@ rl_dgram_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     if (fd == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    r = PyObject_GetAttr(sock, st->sock.str_family);
+    r = PyObject_GetAttr(sock, st->net.str_family);
     if (r == NULL) {
         return NULL;
     }
@@ -1360,7 +1360,7 @@ rl_dgram_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
 
     /* asyncio: call_soon(protocol.connection_made, self), then start
      * reading, then wake the waiter: three records in this order. */
-    PyObject *cm = PyObject_GetAttr(protocol, st->sock.str_connection_made);
+    PyObject *cm = PyObject_GetAttr(protocol, st->net.str_connection_made);
     if (cm == NULL) {
         Py_DECREF(tr);
         return NULL;
@@ -1416,12 +1416,12 @@ rl_dgram_module_init(PyObject *module, rl_state *st)
     }
     /* Our layout must continue BaseTransport's: its one slot, _extra,
      * must be where RlDgram.extra is. */
-    st->sock.asyncio_BaseTransport_extra =
+    st->net.aio_BaseTransport_extra =
         PyObject_GetAttrString(base, "_extra");
-    if (st->sock.asyncio_BaseTransport_extra == NULL) {
+    if (st->net.aio_BaseTransport_extra == NULL) {
         goto done;
     }
-    PyObject *d = st->sock.asyncio_BaseTransport_extra;
+    PyObject *d = st->net.aio_BaseTransport_extra;
     if (!Py_IS_TYPE(d, &PyMemberDescr_Type) ||
         ((PyMemberDescrObject *)d)->d_member->offset !=
             (Py_ssize_t)offsetof(RlDgram, extra) ||

@@ -51,8 +51,9 @@ struct rl_netop {
     uint8_t queued;
 };
 
-/* Per-module networking state (types, cached objects).  Lives inside
- * rl_state as `st->net`; net.c's traverse/clear mirror it. */
+/* Per-module networking state (types, cached objects): the one block for
+ * every transport and sock_* (sockops.c and dgram.c included).  Lives
+ * inside rl_state as `st->net`; ops.c's traverse/clear mirror it. */
 typedef struct rl_net_state {
     PyTypeObject *StreamType;    /* ringloop._core.StreamTransport */
     PyTypeObject *ListenerType;  /* a listening socket's accept machinery */
@@ -63,6 +64,8 @@ typedef struct rl_net_state {
     PyObject *aio_logger;          /* asyncio.log.logger */
     PyObject *aio_FlowControlMixin; /* base of StreamTransport, or NULL */
     PyObject *ssl_SSLSocket;       /* ssl.SSLSocket, or None without ssl */
+    PyObject *socket__socket;      /* _socket.socket */
+    PyObject *aio_BaseTransport_extra; /* BaseTransport._extra slot */
     /* interned method names */
     PyObject *str_connection_made;
     PyObject *str_connection_lost;
@@ -86,6 +89,17 @@ typedef struct rl_net_state {
     PyObject *str_sockname;
     PyObject *str_peername;
     PyObject *str_gettimeout;
+    /* sock_* and datagram transports */
+    PyObject *str_recv;
+    PyObject *str_recv_into;
+    PyObject *str_recvfrom;
+    PyObject *str_recvfrom_into;
+    PyObject *str_send;
+    PyObject *str_sendto;
+    PyObject *str_family;
+    PyObject *str_throw;
+    PyObject *str_datagram_received;
+    PyObject *str_error_received;
 } rl_net_state;
 
 /* Per-loop networking state.  Lives inside RlLoop as `loop->net`. */

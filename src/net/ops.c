@@ -614,6 +614,16 @@ rl_net_module_init(PyObject *module, rl_state *st)
     INTERN(str_sockname, "sockname");
     INTERN(str_peername, "peername");
     INTERN(str_gettimeout, "gettimeout");
+    INTERN(str_recv, "recv");
+    INTERN(str_recv_into, "recv_into");
+    INTERN(str_recvfrom, "recvfrom");
+    INTERN(str_recvfrom_into, "recvfrom_into");
+    INTERN(str_send, "send");
+    INTERN(str_sendto, "sendto");
+    INTERN(str_family, "family");
+    INTERN(str_throw, "throw");
+    INTERN(str_datagram_received, "datagram_received");
+    INTERN(str_error_received, "error_received");
 #undef INTERN
     ns->socket_socket = import_attr("socket", "socket");
     if (ns->socket_socket == NULL) {
@@ -629,6 +639,10 @@ rl_net_module_init(PyObject *module, rl_state *st)
     }
     ns->aio_logger = import_attr("asyncio.log", "logger");
     if (ns->aio_logger == NULL) {
+        return -1;
+    }
+    ns->socket__socket = import_attr("_socket", "socket");
+    if (ns->socket__socket == NULL) {
         return -1;
     }
     ns->ssl_SSLSocket = import_attr("ssl", "SSLSocket");
@@ -682,6 +696,18 @@ rl_net_module_traverse(rl_state *st, visitproc visit, void *arg)
     Py_VISIT(ns->str_sockname);
     Py_VISIT(ns->str_peername);
     Py_VISIT(ns->str_gettimeout);
+    Py_VISIT(ns->socket__socket);
+    Py_VISIT(ns->aio_BaseTransport_extra);
+    Py_VISIT(ns->str_recv);
+    Py_VISIT(ns->str_recv_into);
+    Py_VISIT(ns->str_recvfrom);
+    Py_VISIT(ns->str_recvfrom_into);
+    Py_VISIT(ns->str_send);
+    Py_VISIT(ns->str_sendto);
+    Py_VISIT(ns->str_family);
+    Py_VISIT(ns->str_throw);
+    Py_VISIT(ns->str_datagram_received);
+    Py_VISIT(ns->str_error_received);
     return 0;
 }
 
@@ -719,6 +745,18 @@ rl_net_module_clear(rl_state *st)
     Py_CLEAR(ns->str_sockname);
     Py_CLEAR(ns->str_peername);
     Py_CLEAR(ns->str_gettimeout);
+    Py_CLEAR(ns->socket__socket);
+    Py_CLEAR(ns->aio_BaseTransport_extra);
+    Py_CLEAR(ns->str_recv);
+    Py_CLEAR(ns->str_recv_into);
+    Py_CLEAR(ns->str_recvfrom);
+    Py_CLEAR(ns->str_recvfrom_into);
+    Py_CLEAR(ns->str_send);
+    Py_CLEAR(ns->str_sendto);
+    Py_CLEAR(ns->str_family);
+    Py_CLEAR(ns->str_throw);
+    Py_CLEAR(ns->str_datagram_received);
+    Py_CLEAR(ns->str_error_received);
 }
 
 void

@@ -119,7 +119,7 @@ struct RlSockReq {
     PyObject *unclaimed;
 };
 
-#define ST(loop) (&(loop)->st->sock)
+#define ST(loop) (&(loop)->st->net)
 
 /* ---------------------------------------------------------------------- */
 /* small helpers */
@@ -135,7 +135,7 @@ int
 rl_sock_is_native(rl_state *st, PyObject *sock)
 {
     PyObject *tp = (PyObject *)Py_TYPE(sock);
-    return tp == st->sock.socket_socket || tp == st->sock.socket__socket;
+    return tp == st->net.socket_socket || tp == st->net.socket__socket;
 }
 
 /* sock.fileno() as an int (-1 for a closed socket). */
@@ -729,7 +729,7 @@ attempt_native(RlSockReq *req, PyObject **result, PyObject **exc)
 static int
 attempt_generic(RlSockReq *req, PyObject **result, PyObject **exc)
 {
-    rl_sock_state *ss = ST(req->loop);
+    rl_net_state *ss = ST(req->loop);
     PyObject *r = NULL;
     PyObject *sock = req->sock;
     switch (req->kind) {
@@ -1308,8 +1308,8 @@ prepare(RlSockReq *req)
     req->native = (uint8_t)rl_sock_is_native(st, sock);
     if (!req->native) {
         /* base_events._check_ssl_socket */
-        if (st->sock.ssl_SSLSocket != Py_None) {
-            int is = PyObject_IsInstance(sock, st->sock.ssl_SSLSocket);
+        if (st->net.ssl_SSLSocket != Py_None) {
+            int is = PyObject_IsInstance(sock, st->net.ssl_SSLSocket);
             if (is < 0) {
                 return -1;
             }
@@ -1321,7 +1321,7 @@ prepare(RlSockReq *req)
         }
     }
     if (loop->debug) {
-        PyObject *t = PyObject_CallMethodNoArgs(sock, st->sock.str_gettimeout);
+        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net.str_gettimeout);
         if (t == NULL) {
             return -1;
         }
@@ -1370,7 +1370,7 @@ prepare(RlSockReq *req)
     }
     if (req->kind == K_RECVFROM || req->kind == K_RECVFROM_INTO ||
         req->kind == K_SENDTO) {
-        PyObject *fam = PyObject_GetAttr(sock, st->sock.str_family);
+        PyObject *fam = PyObject_GetAttr(sock, st->net.str_family);
         if (fam == NULL) {
             return -1;
         }
@@ -2046,7 +2046,7 @@ req_new(RlLoop *loop, int kind, PyObject *sock, PyObject *arg,
         return NULL;
     }
     RlSockReq *req =
-        PyObject_GC_New(RlSockReq, ST(loop)->SockReqType);
+        PyObject_GC_New(RlSockReq, (loop)->st->sock.SockReqType);
     if (req == NULL) {
         return NULL;
     }
@@ -2333,71 +2333,14 @@ PyMethodDef rl_sock_loop_methods[] = {
 /* ---------------------------------------------------------------------- */
 /* module and loop hooks */
 
-static PyObject *
-import_attr(const char *modname, const char *attr)
-{
-    PyObject *m = PyImport_ImportModule(modname);
-    if (m == NULL) {
-        return NULL;
-    }
-    PyObject *v = PyObject_GetAttrString(m, attr);
-    Py_DECREF(m);
-    return v;
-}
-
 int
 rl_sock_module_init(PyObject *module, rl_state *st)
 {
-    rl_sock_state *s = &st->sock;
-    s->SockReqType = (PyTypeObject *)PyType_FromModuleAndSpec(
+    /* The cached objects and names are st->net's (rl_net_module_init runs
+     * first). */
+    st->sock.SockReqType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &SockReq_spec, NULL);
-    if (s->SockReqType == NULL) {
-        return -1;
-    }
-#define INTERN(field, text)                                                   \
-    do {                                                                      \
-        s->field = PyUnicode_InternFromString(text);                          \
-        if (s->field == NULL) {                                               \
-            return -1;                                                        \
-        }                                                                     \
-    } while (0)
-    INTERN(str_recv, "recv");
-    INTERN(str_recv_into, "recv_into");
-    INTERN(str_recvfrom, "recvfrom");
-    INTERN(str_recvfrom_into, "recvfrom_into");
-    INTERN(str_send, "send");
-    INTERN(str_sendto, "sendto");
-    INTERN(str_gettimeout, "gettimeout");
-    INTERN(str_family, "family");
-    INTERN(str_cancel, "cancel");
-    INTERN(str_close, "close");
-    INTERN(str_throw, "throw");
-    INTERN(str_datagram_received, "datagram_received");
-    INTERN(str_error_received, "error_received");
-    INTERN(str_connection_made, "connection_made");
-    INTERN(str_connection_lost, "connection_lost");
-    INTERN(str_pause_writing, "pause_writing");
-    INTERN(str_resume_writing, "resume_writing");
-#undef INTERN
-    s->socket_socket = import_attr("socket", "socket");
-    if (s->socket_socket == NULL) {
-        return -1;
-    }
-    s->socket__socket = import_attr("_socket", "socket");
-    if (s->socket__socket == NULL) {
-        return -1;
-    }
-    s->ssl_SSLSocket = import_attr("ssl", "SSLSocket");
-    if (s->ssl_SSLSocket == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        s->ssl_SSLSocket = Py_NewRef(Py_None);
-    }
-    s->asyncio_CancelledError =
-        import_attr("asyncio.exceptions", "CancelledError");
-    if (s->asyncio_CancelledError == NULL) {
+    if (st->sock.SockReqType == NULL) {
         return -1;
     }
     return rl_dgram_module_init(module, st);
@@ -2406,62 +2349,16 @@ rl_sock_module_init(PyObject *module, rl_state *st)
 int
 rl_sock_module_traverse(rl_state *st, visitproc visit, void *arg)
 {
-    rl_sock_state *s = &st->sock;
-    Py_VISIT(s->SockReqType);
-    Py_VISIT(s->DgramType);
-    Py_VISIT(s->socket_socket);
-    Py_VISIT(s->socket__socket);
-    Py_VISIT(s->ssl_SSLSocket);
-    Py_VISIT(s->asyncio_CancelledError);
-    Py_VISIT(s->asyncio_BaseTransport_extra);
-    Py_VISIT(s->str_recv);
-    Py_VISIT(s->str_recv_into);
-    Py_VISIT(s->str_recvfrom);
-    Py_VISIT(s->str_recvfrom_into);
-    Py_VISIT(s->str_send);
-    Py_VISIT(s->str_sendto);
-    Py_VISIT(s->str_gettimeout);
-    Py_VISIT(s->str_family);
-    Py_VISIT(s->str_cancel);
-    Py_VISIT(s->str_close);
-    Py_VISIT(s->str_throw);
-    Py_VISIT(s->str_datagram_received);
-    Py_VISIT(s->str_error_received);
-    Py_VISIT(s->str_connection_made);
-    Py_VISIT(s->str_connection_lost);
-    Py_VISIT(s->str_pause_writing);
-    Py_VISIT(s->str_resume_writing);
+    Py_VISIT(st->sock.SockReqType);
+    Py_VISIT(st->sock.DgramType);
     return 0;
 }
 
 void
 rl_sock_module_clear(rl_state *st)
 {
-    rl_sock_state *s = &st->sock;
-    Py_CLEAR(s->SockReqType);
-    Py_CLEAR(s->DgramType);
-    Py_CLEAR(s->socket_socket);
-    Py_CLEAR(s->socket__socket);
-    Py_CLEAR(s->ssl_SSLSocket);
-    Py_CLEAR(s->asyncio_CancelledError);
-    Py_CLEAR(s->asyncio_BaseTransport_extra);
-    Py_CLEAR(s->str_recv);
-    Py_CLEAR(s->str_recv_into);
-    Py_CLEAR(s->str_recvfrom);
-    Py_CLEAR(s->str_recvfrom_into);
-    Py_CLEAR(s->str_send);
-    Py_CLEAR(s->str_sendto);
-    Py_CLEAR(s->str_gettimeout);
-    Py_CLEAR(s->str_family);
-    Py_CLEAR(s->str_cancel);
-    Py_CLEAR(s->str_close);
-    Py_CLEAR(s->str_throw);
-    Py_CLEAR(s->str_datagram_received);
-    Py_CLEAR(s->str_error_received);
-    Py_CLEAR(s->str_connection_made);
-    Py_CLEAR(s->str_connection_lost);
-    Py_CLEAR(s->str_pause_writing);
-    Py_CLEAR(s->str_resume_writing);
+    Py_CLEAR(st->sock.SockReqType);
+    Py_CLEAR(st->sock.DgramType);
 }
 
 void

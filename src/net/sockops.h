@@ -10,33 +10,12 @@
 typedef struct RlSockReq RlSockReq;
 typedef struct RlDgram RlDgram;
 
-/* Per-module state (inside rl_state as `st->sock`).  traverse/clear in
- * sockops.c mirror it. */
+/* Per-module state (inside rl_state as `st->sock`): the two types made in
+ * sockops.c and dgram.c.  Every cached object and interned name they use
+ * is in the one networking block, st->net (net.h). */
 typedef struct rl_sock_state {
-    PyTypeObject *SockReqType;   /* the awaitable returned by sock_* */
+    PyTypeObject *SockReqType;   /* the awaitable returned by _sock_* */
     PyTypeObject *DgramType;     /* _core.DatagramTransport */
-    PyObject *socket_socket;     /* socket.socket (the Python class) */
-    PyObject *socket__socket;    /* _socket.socket */
-    PyObject *ssl_SSLSocket;     /* ssl.SSLSocket, or None without ssl */
-    PyObject *asyncio_CancelledError;
-    PyObject *asyncio_BaseTransport_extra; /* BaseTransport._extra slot */
-    PyObject *str_recv;
-    PyObject *str_recv_into;
-    PyObject *str_recvfrom;
-    PyObject *str_recvfrom_into;
-    PyObject *str_send;
-    PyObject *str_sendto;
-    PyObject *str_gettimeout;
-    PyObject *str_family;
-    PyObject *str_cancel;
-    PyObject *str_close;
-    PyObject *str_throw;
-    PyObject *str_datagram_received;
-    PyObject *str_error_received;
-    PyObject *str_connection_made;
-    PyObject *str_connection_lost;
-    PyObject *str_pause_writing;
-    PyObject *str_resume_writing;
 } rl_sock_state;
 
 /* One fd as the sock_* code sees it.  Requests of one direction (0 =
