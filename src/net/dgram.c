@@ -12,8 +12,9 @@
  * was delivered, so one datagram is read per loop iteration and
  * pause_reading() from datagram_received() takes effect at once, as with
  * asyncio's level-triggered reader.  sendto() sends at once (a syscall);
- * only what would block is queued, and one SENDMSG op (sop) sends the queue
- * head when the socket is writable.
+ * only what would block is queued, and one POLLOUT op (sop) says when the
+ * socket is writable again; the queue is then sent inline, as asyncio's
+ * _sendto_ready does (see arm_write for why not a SENDMSG op).
  *
  * No protocol callback is ever called from the reactor's dispatch: the ops'
  * callbacks store the result and push a C record on the ready ring
@@ -58,14 +59,14 @@ typedef struct rl_pkt {
     PyObject *addr; /* the address as given, or NULL (connected) */
     struct sockaddr_storage ss;
     socklen_t sslen;
-    uint8_t native; /* ss is valid (or connected): SENDMSG can send it */
+    uint8_t native; /* ss is valid (or connected): sent by a syscall */
 } rl_pkt;
 
 struct RlDgram {
     PyObject_HEAD
     PyObject *extra; /* asyncio.BaseTransport's `_extra` slot: keep first */
     rl_netop rop;    /* RECVMSG */
-    rl_netop sop;    /* SENDMSG, or POLLOUT for a packet sent by Python */
+    rl_netop sop;    /* POLLOUT, then the queue is sent inline */
     RlLoop *loop;    /* strong */
     PyObject *sock;  /* strong; NULL after connection_lost */
     PyObject *protocol;
@@ -78,8 +79,6 @@ struct RlDgram {
     struct msghdr rmsg;
     struct iovec riov;
     struct sockaddr_storage rss;
-    struct msghdr smsg;
-    struct iovec siov;
     rl_pkt *qhead, *qtail;
     Py_ssize_t buffer_size;
     Py_ssize_t high_water, low_water;
@@ -647,24 +646,14 @@ arm_write(RlDgram *tr)
     }
     op->fd = tr->fd;
     op->flags = 0;
-    if (tr->connected || p->native) {
-        tr->siov.iov_base = PyBytes_AS_STRING(p->data);
-        tr->siov.iov_len = (size_t)PyBytes_GET_SIZE(p->data);
-        memset(&tr->smsg, 0, sizeof(tr->smsg));
-        if (!tr->connected) {
-            tr->smsg.msg_name = &p->ss;
-            tr->smsg.msg_namelen = p->sslen;
-        }
-        tr->smsg.msg_iov = &tr->siov;
-        tr->smsg.msg_iovlen = 1;
-        op->kind = RL_OP_SENDMSG;
-        op->u.msg.msg = &tr->smsg;
-        op->u.msg.msg_flags = 0;
-    }
-    else {
-        op->kind = RL_OP_POLL; /* then socket.sendto() */
-        op->u.poll.events = POLLOUT;
-    }
+    /* Wait for writability, then send the queue inline (write_ready_fn).
+     * Not a SENDMSG op: on io_uring (seen on Linux 6.18) a SENDMSG of an
+     * AF_UNIX datagram that first found the peer's queue full completed
+     * with 0 bytes sent, and the peer got an empty datagram
+     * (test_ownership.py).  A queued datagram is the rare case; the poll
+     * costs one syscall more there and nothing on the common path. */
+    op->kind = RL_OP_POLL;
+    op->u.poll.events = POLLOUT;
     int rc = rl_netop_submit(tr->loop, &tr->sop);
     if (rc < 0) {
         tr->sres = rc;
@@ -696,18 +685,17 @@ write_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
     RlDgram *tr = (RlDgram *)a;
     int rc = 0;
     int32_t res = tr->sres;
-    int kind = tr->sop.op.kind;
     rl_netop_delivered(&tr->sop);
     if (tr->conn_lost && tr->qhead == NULL) {
         maybe_lost(tr);
         goto done;
     }
     if (tr->qhead != NULL && res != -ECANCELED) {
-        if (kind == RL_OP_SENDMSG || res < 0) {
-            /* The head went out (or failed: asyncio drops it then). */
+        if (res < 0) {
+            /* The poll failed: asyncio drops the head then. */
             rl_pkt *p = queue_pop(tr);
             pkt_free(p);
-            if (res < 0) {
+            {
                 PyObject *exc = rl_sock_errno_exc(res);
                 PyObject *r = exc ? call_protocol(
                                         tr, tr->ctx,
@@ -1354,7 +1342,7 @@ rl_dgram_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     tr->family = family;
     tr->connected = (uint8_t)connected;
     rl_netop_init(&tr->rop, (PyObject *)tr, rop_cb, fd, RL_OP_RECVMSG, NULL);
-    rl_netop_init(&tr->sop, (PyObject *)tr, sop_cb, fd, RL_OP_SENDMSG, NULL);
+    rl_netop_init(&tr->sop, (PyObject *)tr, sop_cb, fd, RL_OP_POLL, NULL);
     tr->high_water = 64 * 1024;
     tr->low_water = 16 * 1024;
 
