@@ -92,6 +92,153 @@ def test_is_a_coroutine_and_lazy(loop):
         assert run(loop, main()) == b"more"
 
 
+def _sock_calls(loop, a, buf):
+    """One call of every sock_* method (none of them awaited yet)."""
+    return {
+        "sock_recv": lambda: loop.sock_recv(a, 10),
+        "sock_recv_into": lambda: loop.sock_recv_into(a, buf),
+        "sock_recvfrom": lambda: loop.sock_recvfrom(a, 10),
+        "sock_recvfrom_into": lambda: loop.sock_recvfrom_into(a, buf),
+        "sock_sendall": lambda: loop.sock_sendall(a, b"x"),
+        "sock_sendto": lambda: loop.sock_sendto(a, b"x", None),
+        "sock_connect": lambda: loop.sock_connect(a, "nowhere"),
+        "sock_accept": lambda: loop.sock_accept(a),
+    }
+
+
+def test_full_coroutine_states_and_stack(loop):
+    """Issue 9, defect 12: what sock_* return is a coroutine in every respect
+    users can see, as asyncio's `async def sock_*` (inspect's states,
+    cr_frame/cr_running/cr_await, Task.get_stack()/print_stack())."""
+    import inspect
+    import io
+
+    with pair() as (a, b):
+        buf = bytearray(10)
+        for name, make in _sock_calls(loop, a, buf).items():
+            c = make()
+            assert inspect.iscoroutine(c), name
+            assert inspect.getcoroutinestate(c) == inspect.CORO_CREATED, name
+            assert c.cr_running is False and c.cr_await is None, name
+            assert c.cr_frame is not None, name
+            assert c.__qualname__.endswith(name), name
+            c.close()
+            assert inspect.getcoroutinestate(c) == inspect.CORO_CLOSED, name
+
+        async def main():
+            t = asyncio.create_task(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            c = t.get_coro()
+            assert inspect.getcoroutinestate(c) == inspect.CORO_SUSPENDED
+            assert c.cr_await is not None
+            frames = t.get_stack()
+            assert frames and frames[0].f_code.co_name == "sock_recv"
+            out = io.StringIO()
+            t.print_stack(file=out)
+            assert "sock_recv" in out.getvalue()
+            b.send(b"hi")
+            assert await t == b"hi"
+            assert inspect.getcoroutinestate(c) == inspect.CORO_CLOSED
+
+        run(loop, main())
+
+
+@pytest.mark.parametrize("name", list(_sock_calls(None, None, None)))
+def test_never_awaited_warns(loop, name):
+    """Issue 9, defect 12: dropping a sock_* coroutine unawaited gives
+    "coroutine ... was never awaited", as asyncio's does; nothing is done
+    on the socket."""
+    import warnings
+
+    with pair() as (a, b):
+        b.send(b"data")
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            c = _sock_calls(loop, a, bytearray(10))[name]()
+            del c
+            gc.collect()
+        msgs = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
+        assert any(name in m and "was never awaited" in m for m in msgs), msgs
+        assert a.recv(10) == b"data"
+
+
+def test_socket_closed_under_pending_recv(loop, recv_mode):
+    """Issue 9, defect 12: a socket closed under a pending sock_recv.  asyncio
+    (3.11-3.13) leaves the call pending and the socket really closes: the
+    peer sees EOF.  io_uring's armed RECV held the file: the peer saw
+    nothing and the call completed with its next bytes."""
+    with pair() as (a, b):
+        async def main():
+            t = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)  # armed
+            a.close()
+            assert await asyncio.wait_for(loop.sock_recv(b, 10), 5) == b""
+            try:
+                b.send(b"late")
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
+            assert not t.done()
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+
+        run(loop, main())
+
+
+@pytest.mark.timeout_s(30)
+def test_socket_closed_under_pending_connect(loop):
+    """Issue 9, defect 12: a socket closed under a pending sock_connect (the
+    server's backlog is full, the SYN goes unanswered).  asyncio leaves the
+    call pending and the connection attempt dies with the socket; io_uring's
+    armed CONNECT kept the socket alive, and the connection was made once
+    the backlog had room."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    lst.setblocking(False)
+    fillers = []
+    try:
+        async def main():
+            for _ in range(3):
+                f = socket.socket()
+                f.setblocking(False)
+                fillers.append(f)
+                with contextlib.suppress(BlockingIOError):
+                    f.connect(lst.getsockname())
+            await asyncio.sleep(0.05)
+            c = socket.socket()
+            c.setblocking(False)
+            t = asyncio.ensure_future(loop.sock_connect(c, lst.getsockname()))
+            await asyncio.sleep(0.1)
+            if t.done():
+                c.close()
+                pytest.skip("the backlog did not hold the connection back")
+            c.close()
+            # Make room: accept whatever is queued, for longer than the
+            # first SYN retransmission (1 s) of a socket kept alive.
+            accepted = 0
+            end = loop.time() + 2.5
+            while loop.time() < end:
+                try:
+                    conn, _ = lst.accept()
+                except BlockingIOError:
+                    await asyncio.sleep(0.02)
+                    continue
+                conn.close()
+                accepted += 1
+            assert not t.done()
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+
+        run(loop, main())
+    finally:
+        for f in fillers:
+            f.close()
+        lst.close()
+
+
 def test_awaited_twice(loop):
     with pair() as (a, b):
         b.send(b"x")
@@ -423,6 +570,61 @@ def test_cancel_racing_completion_keeps_data(loop, recv_mode, kind):
             assert bytes(got) == b"precious"
 
         run(loop, main())
+
+
+@pytest.mark.parametrize("style", ["recv", "recv_into", "wrapped"])
+@pytest.mark.parametrize("seed", range(6))
+def test_random_cancellation_keeps_every_byte(loop, recv_mode, style, seed):
+    """Issue 9, defect 6: 1 MB through a stream while receives are cancelled
+    at random points, among them after the receive completed but before the
+    awaiting task resumed (its Future holds the bytes).  asyncio keeps every
+    byte; so must we (the bytes go back to the stash for the next receive)."""
+    import random
+
+    rng = random.Random(seed)
+    total = 1 << 20
+    payload = rng.randbytes(total)
+    with pair() as (a, b):
+        async def send():
+            await loop.sock_sendall(b, payload)
+            b.shutdown(socket.SHUT_WR)
+
+        async def wrapped(n):
+            return await loop.sock_recv(a, n)
+
+        async def main():
+            sender = asyncio.ensure_future(send())
+            got = bytearray()
+            buf = bytearray(65536)
+            cancelled = 0
+            while True:
+                n = rng.choice([1, 100, 4096, 65536])
+                if style == "recv":
+                    t = asyncio.ensure_future(loop.sock_recv(a, n))
+                elif style == "recv_into":
+                    t = asyncio.ensure_future(
+                        loop.sock_recv_into(a, memoryview(buf)[:n]))
+                else:
+                    t = asyncio.ensure_future(wrapped(n))
+                for _ in range(rng.randrange(3)):
+                    await asyncio.sleep(0)
+                if rng.random() < 0.5:
+                    t.cancel()
+                try:
+                    r = await t
+                except asyncio.CancelledError:
+                    cancelled += 1
+                    continue
+                data = bytes(buf[:r]) if style == "recv_into" else r
+                if not data:
+                    break
+                got += data
+            await sender
+            assert cancelled > 0
+            assert len(got) == total
+            assert bytes(got) == payload
+
+        run(loop, main(), timeout=60)
 
 
 @pytest.mark.ringloop_only

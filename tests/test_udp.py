@@ -286,6 +286,78 @@ def test_pause_resume_reading(loop):
     run(loop, main())
 
 
+@pytest.mark.parametrize("where", ["in_callback", "resume_soon", "both_soon"])
+def test_pause_resume_while_delivery_queued(loop, where):
+    """Issue 9, defect 8: pause_reading() + resume_reading() while a
+    datagram's delivery waits on the ready queue must not re-arm the
+    receive under it (the protocol got a zeroed sender address, and the
+    payload could be overwritten).  300 datagrams, each address and
+    payload checked, in order."""
+    n = 300
+
+    async def main():
+        got = []
+
+        class P(asyncio.DatagramProtocol):
+            def connection_made(self, tr):
+                self.tr = tr
+
+            def toggle(self):
+                self.tr.pause_reading()
+                self.tr.resume_reading()
+
+            def datagram_received(self, data, addr):
+                got.append((data, addr))
+                if where == "in_callback":
+                    self.toggle()
+                elif where == "resume_soon":
+                    self.tr.pause_reading()
+                    loop.call_soon(self.tr.resume_reading)
+                else:
+                    # Runs before the next datagram's queued delivery.
+                    loop.call_soon(self.toggle)
+
+        tr, _ = await loop.create_datagram_endpoint(P, local_addr=("127.0.0.1", 0))
+        addr = tr.get_extra_info("sockname")
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        me = s.getsockname()
+        try:
+            for i in range(n):
+                s.sendto(b"%d" % i, addr)
+                if i % 20 == 19:  # stay below the socket's receive buffer
+                    await until(lambda: len(got) > i)
+            await until(lambda: len(got) == n)
+        finally:
+            s.close()
+            tr.close()
+        assert [a for _, a in got] == [me] * n
+        assert [d for d, _ in got] == [b"%d" % i for i in range(n)]
+
+    run(loop, main(), timeout=30)
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+@pytest.mark.parametrize("reading", [True, False])
+def test_close_timing_matches_asyncio(loop, how, reading):
+    """Issue 14 point 4: close()/abort() of an idle datagram transport runs
+    connection_lost() and closes the socket in the next loop iteration, as
+    asyncio's call_soon(_call_connection_lost) does (anyio counts them)."""
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+        sock = tr.get_extra_info("socket")
+        await asyncio.sleep(0)
+        if not reading:
+            tr.pause_reading()
+        getattr(tr, how)()
+        assert "lost" not in pr.events
+        await asyncio.sleep(0)
+        assert pr.events[-1] == "lost"
+        assert sock.fileno() == -1
+
+    run(loop, main())
+
+
 def test_datagram_received_exception_goes_to_handler(loop, loop_errors):
     async def main():
         st, sp = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))

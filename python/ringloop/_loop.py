@@ -27,6 +27,7 @@ from . import _core
 from ._dgram import DatagramMixin
 from ._dns import DnsMixin
 from ._net import NetworkMixin
+from ._sockops import SockMixin
 
 _PY312 = sys.version_info >= (3, 12)
 _PY313 = sys.version_info >= (3, 13)
@@ -49,7 +50,7 @@ def _sighandler_noop(signum, frame):
     wakeup fd, which is all we need."""
 
 
-class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEventLoop):
+class Loop(_core.Loop, SockMixin, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop with a native core (io_uring or epoll)."""
 
     def __init__(self, *, backend="auto", native_tasks=True):

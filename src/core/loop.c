@@ -445,6 +445,10 @@ static int
 run_once(RlLoop *self)
 {
     clean_timers(self);
+    if (RL_UNLIKELY(rl_net_loop_wants_before_wait(&self->net,
+                                                  self->sock.reqs))) {
+        rl_net_loop_before_wait(self); /* sockets closed under sock_* */
+    }
 
     int64_t timeout_ns;
     if (self->ready.len || self->stopping) {

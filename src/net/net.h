@@ -10,7 +10,19 @@
  * (rl_netop_done()).  So an object whose memory or buffers the kernel may
  * still write to can never be freed, and when the loop closes,
  * rl_net_loop_after_reactor_destroy() walks that list to release what the
- * ops pinned. */
+ * ops pinned.
+ *
+ * The one op-ownership model (every transport and sock_* request):
+ *  - an op owns its buffer and a strong reference to its owner from its
+ *    submission to its final completion (rl_netop_submit/rl_netop_done);
+ *  - a completion never runs Python: it records the result and queues a
+ *    ready record (rl_netop_queue), which takes over the owner reference;
+ *  - a queued delivery blocks re-arming (rl_netop_armable): the buffer
+ *    still holds the result (data, sender address) until the record handed
+ *    it to Python (rl_netop_delivered), whatever the protocol does
+ *    meanwhile (pause_reading() + resume_reading(), issue 9 defect 8);
+ *  - closing cancels the armed ops and waits for their final completions
+ *    before the fd is closed or the buffers freed. */
 #ifndef RL_NET_H
 #define RL_NET_H
 
@@ -32,15 +44,19 @@ struct rl_netop {
     rl_netop *next, *prev; /* loop->net.held */
     rl_netop_forget_fn forget;
     uint8_t held;
+    /* The result of the op's last completion waits on the ready queue to
+     * be handed to Python (rl_netop_queue()): its buffers still hold it,
+     * so the op must not be armed again (rl_netop_armable()) until the
+     * record took it (rl_netop_delivered()). */
+    uint8_t queued;
 };
 
-/* Per-module networking state (types, cached objects).  Lives inside
- * rl_state as `st->net`; net.c's traverse/clear mirror it. */
+/* Per-module networking state (types, cached objects): the one block for
+ * every transport and sock_* (sockops.c and dgram.c included).  Lives
+ * inside rl_state as `st->net`; ops.c's traverse/clear mirror it. */
 typedef struct rl_net_state {
     PyTypeObject *StreamType;    /* ringloop._core.StreamTransport */
     PyTypeObject *ListenerType;  /* a listening socket's accept machinery */
-    PyTypeObject *SockOpType;    /* one sock_connect()/sock_accept() */
-    PyTypeObject *AwaitableType; /* what sock_connect/sock_accept return */
     /* cached stdlib objects (strong) */
     PyObject *socket_socket;       /* socket.socket */
     PyObject *aio_TransportSocket; /* asyncio.trsock.TransportSocket */
@@ -48,6 +64,8 @@ typedef struct rl_net_state {
     PyObject *aio_logger;          /* asyncio.log.logger */
     PyObject *aio_FlowControlMixin; /* base of StreamTransport, or NULL */
     PyObject *ssl_SSLSocket;       /* ssl.SSLSocket, or None without ssl */
+    PyObject *socket__socket;      /* _socket.socket */
+    PyObject *aio_BaseTransport_extra; /* BaseTransport._extra slot */
     /* interned method names */
     PyObject *str_connection_made;
     PyObject *str_connection_lost;
@@ -71,6 +89,17 @@ typedef struct rl_net_state {
     PyObject *str_sockname;
     PyObject *str_peername;
     PyObject *str_gettimeout;
+    /* sock_* and datagram transports */
+    PyObject *str_recv;
+    PyObject *str_recv_into;
+    PyObject *str_recvfrom;
+    PyObject *str_recvfrom_into;
+    PyObject *str_send;
+    PyObject *str_sendto;
+    PyObject *str_family;
+    PyObject *str_throw;
+    PyObject *str_datagram_received;
+    PyObject *str_error_received;
 } rl_net_state;
 
 /* Per-loop networking state.  Lives inside RlLoop as `loop->net`. */
@@ -81,5 +110,16 @@ typedef struct rl_loop_net {
     size_t ntransports;       /* transports whose fd is still open */
     char *scratch;            /* read buffer of readiness-mode reads */
 } rl_loop_net;
+
+/* Called by the loop before each wait when sock_* calls are pending: a
+ * socket closed under one has its op cancelled and the call left pending,
+ * as asyncio's (ops.c, sockops.c).  Never raises. */
+void rl_net_loop_before_wait(struct RlLoop *loop);
+static inline int
+rl_net_loop_wants_before_wait(const rl_loop_net *ln, const void *sock_reqs)
+{
+    (void)ln;
+    return sock_reqs != NULL;
+}
 
 #endif /* RL_NET_H */

@@ -49,6 +49,28 @@ void rl_net_flush(RlLoop *loop);
  * the point of the ready queue where asyncio's close() puts it. */
 void rl_net_reap_cancelled(RlLoop *loop);
 
+/* 1 if n may be armed: idle in the reactor, and no delivery of its last
+ * completion is waiting on the ready queue (see net.h). */
+static inline int
+rl_netop_armable(const rl_netop *n)
+{
+    return n->op.state == RL_OPS_IDLE && !n->queued;
+}
+/* Queue fn(loop, owner, NULL) to hand n's result to Python, stealing
+ * owner_ref (a reference to n->owner): from the completion callback, after
+ * rl_netop_done(), the one the op held; after a failed submission, one the
+ * caller took.  The record must call rl_netop_delivered() once the result
+ * left the op's buffers, and drop the reference.  -1: the record could not
+ * be queued (exception set; the reference is released). */
+int rl_netop_queue(RlLoop *loop, rl_netop *n, rl_ready_fn fn,
+                   PyObject *owner_ref);
+/* The queued result was taken: n may be armed again. */
+static inline void
+rl_netop_delivered(rl_netop *n)
+{
+    n->queued = 0;
+}
+
 /* A ready-queue record whose only job is to drop `a`. */
 int rl_net_release_fn(RlLoop *loop, PyObject *a, PyObject *b);
 
@@ -191,10 +213,5 @@ int rl_listener_init_type(PyObject *module, rl_state *st);
 /* Loop._listener(sock, protocol_factory, server, backlog) */
 PyObject *rl_listener_new(RlLoop *loop, PyObject *const *args,
                           Py_ssize_t nargs);
-
-/* ---------------------------------------------------------------------- */
-/* net.c: sock_connect / sock_accept */
-
-int rl_sockop_init_types(PyObject *module, rl_state *st);
 
 #endif /* RL_NET_INTERNAL_H */

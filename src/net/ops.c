@@ -83,6 +83,24 @@ rl_netop_done(RlLoop *loop, rl_netop *n)
 }
 
 int
+rl_netop_queue(RlLoop *loop, rl_netop *n, rl_ready_fn fn,
+               PyObject *owner_ref)
+{
+    PyObject *owner = owner_ref;
+    assert(owner == n->owner);
+    n->queued = 1;
+    if (rl_loop_call_soon_c(loop, fn, owner, NULL) < 0) {
+        /* The record is lost: let the op be armed again; the caller
+         * reports the error.  The reference is dropped from the ready
+         * queue when possible (never the last one here). */
+        n->queued = 0;
+        rl_net_release_owner(loop, owner);
+        return -1;
+    }
+    return 0;
+}
+
+int
 rl_net_release_fn(RlLoop *loop, PyObject *a, PyObject *b)
 {
     (void)loop;
@@ -507,685 +525,10 @@ rl_net_check_fd_free(RlLoop *loop, int fd)
     return -1;
 }
 
-/* ---------------------------------------------------------------------- */
-/* What sock_connect()/sock_accept() return: an awaitable that is also a
- * coroutine for asyncio (send/throw/close/__await__), so that
- * asyncio.create_task(loop.sock_connect(...)) works as with asyncio's own
- * `async def`.  It drives the future's own iterator; throw() and close()
- * cancel the future, which cancels the op. */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *fut;
-    PyObject *it; /* fut.__await__(), made at the first step */
-} RlAwaitable;
-
-static PyObject *
-awaitable_new(rl_state *st, PyObject *fut)
+void
+rl_net_loop_before_wait(RlLoop *loop)
 {
-    RlAwaitable *a = PyObject_GC_New(RlAwaitable,
-                                     st->net.AwaitableType);
-    if (a == NULL) {
-        return NULL;
-    }
-    a->fut = Py_NewRef(fut);
-    a->it = NULL;
-    PyObject_GC_Track(a);
-    return (PyObject *)a;
-}
-
-static int
-awaitable_iter(RlAwaitable *a)
-{
-    if (a->it != NULL) {
-        return 0;
-    }
-    if (a->fut == NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "cannot reuse already awaited coroutine");
-        return -1;
-    }
-    PyTypeObject *ft = Py_TYPE(a->fut);
-    if (ft->tp_as_async == NULL || ft->tp_as_async->am_await == NULL) {
-        PyErr_SetString(PyExc_TypeError, "not an awaitable future");
-        return -1;
-    }
-    a->it = ft->tp_as_async->am_await(a->fut);
-    return a->it == NULL ? -1 : 0;
-}
-
-static PyObject *
-Awaitable_send(RlAwaitable *a, PyObject *arg)
-{
-    if (awaitable_iter(a) < 0) {
-        return NULL;
-    }
-    PyObject *res;
-    if (arg == Py_None && Py_TYPE(a->it)->tp_iternext != NULL) {
-        res = Py_TYPE(a->it)->tp_iternext(a->it);
-        if (res == NULL && !PyErr_Occurred()) {
-            PyErr_SetNone(PyExc_StopIteration);
-        }
-    }
-    else {
-        res = PyObject_CallMethod(a->it, "send", "O", arg);
-    }
-    if (res == NULL) {
-        /* Finished: forget the future, as a finished coroutine does. */
-        Py_CLEAR(a->it);
-        Py_CLEAR(a->fut);
-    }
-    return res;
-}
-
-static PyObject *
-Awaitable_iternext(RlAwaitable *a)
-{
-    if (awaitable_iter(a) < 0) {
-        return NULL;
-    }
-    PyObject *res = Py_TYPE(a->it)->tp_iternext(a->it);
-    if (res == NULL) {
-        Py_CLEAR(a->it);
-        Py_CLEAR(a->fut);
-    }
-    return res;
-}
-
-static void
-awaitable_cancel(RlAwaitable *a)
-{
-    if (a->fut != NULL) {
-        PyObject *r = PyObject_CallMethod(a->fut, "cancel", NULL);
-        if (r == NULL) {
-            PyErr_WriteUnraisable(a->fut);
-        }
-        Py_XDECREF(r);
-    }
-}
-
-static PyObject *
-Awaitable_throw(RlAwaitable *a, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
-        return NULL;
-    }
-    /* The awaiting code is leaving: cancel the op. */
-    PyObject *exc = NULL, *saved = rl_err_get_raised();
-    awaitable_cancel(a);
-    rl_err_set_raised(saved);
-    Py_CLEAR(a->it);
-    Py_CLEAR(a->fut);
-    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None;
-    if (PyExceptionInstance_Check(typ)) {
-        exc = Py_NewRef(typ);
-    }
-    else if (PyExceptionClass_Check(typ)) {
-        exc = val == Py_None ? PyObject_CallNoArgs(typ)
-              : PyExceptionInstance_Check(val) ? Py_NewRef(val)
-                                                : PyObject_CallOneArg(typ, val);
-        if (exc == NULL) {
-            return NULL;
-        }
-    }
-    else {
-        PyErr_SetString(PyExc_TypeError,
-                        "exceptions must be classes or instances deriving "
-                        "from BaseException");
-        return NULL;
-    }
-    if (nargs > 2 && args[2] != Py_None) {
-        PyException_SetTraceback(exc, args[2]);
-    }
-    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-    Py_DECREF(exc);
-    return NULL;
-}
-
-static PyObject *
-Awaitable_close(RlAwaitable *a, PyObject *Py_UNUSED(ignored))
-{
-    awaitable_cancel(a);
-    Py_CLEAR(a->it);
-    Py_CLEAR(a->fut);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-Awaitable_await(RlAwaitable *a)
-{
-    return Py_NewRef(a);
-}
-
-static int
-Awaitable_traverse(RlAwaitable *a, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(a));
-    Py_VISIT(a->fut);
-    Py_VISIT(a->it);
-    return 0;
-}
-
-static int
-Awaitable_clear(RlAwaitable *a)
-{
-    Py_CLEAR(a->fut);
-    Py_CLEAR(a->it);
-    return 0;
-}
-
-static void
-Awaitable_dealloc(RlAwaitable *a)
-{
-    PyTypeObject *tp = Py_TYPE(a);
-    PyObject_GC_UnTrack(a);
-    Awaitable_clear(a);
-    tp->tp_free((PyObject *)a);
-    Py_DECREF(tp);
-}
-
-static PyObject *
-Awaitable_get_qualname(RlAwaitable *a, void *Py_UNUSED(c))
-{
-    (void)a;
-    return PyUnicode_FromString("Loop.sock_op");
-}
-
-static PyMethodDef Awaitable_methods[] = {
-    {"send", (PyCFunction)Awaitable_send, METH_O, NULL},
-    {"throw", RL_CFUNC(Awaitable_throw), METH_FASTCALL, NULL},
-    {"close", (PyCFunction)Awaitable_close, METH_NOARGS, NULL},
-    {"__await__", (PyCFunction)(void (*)(void))Awaitable_await, METH_NOARGS,
-     NULL},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef Awaitable_getset[] = {
-    {"__qualname__", (getter)Awaitable_get_qualname, NULL, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot Awaitable_slots[] = {
-    {Py_tp_dealloc, Awaitable_dealloc},
-    {Py_tp_traverse, Awaitable_traverse},
-    {Py_tp_clear, Awaitable_clear},
-    {Py_tp_iter, Awaitable_await},
-    {Py_tp_iternext, Awaitable_iternext},
-    {Py_am_await, Awaitable_await},
-    {Py_tp_methods, Awaitable_methods},
-    {Py_tp_getset, Awaitable_getset},
-    {0, NULL},
-};
-
-static PyType_Spec Awaitable_spec = {
-    .name = "ringloop._core._SockOpAwaitable",
-    .basicsize = sizeof(RlAwaitable),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = Awaitable_slots,
-};
-
-/* ---------------------------------------------------------------------- */
-/* One sock_connect() / sock_accept(): a CONNECT or ACCEPT op and the
- * future it completes. */
-
-typedef struct {
-    PyObject_HEAD
-    RlLoop *loop;      /* strong */
-    PyObject *fut;
-    PyObject *sock;
-    PyObject *address; /* sock_connect: for the error message */
-    rl_netop nop;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    int32_t res;
-    int family, type, proto; /* sock_accept: of the new socket */
-} RlSockOp;
-
-static int
-sockop_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
-{
-    (void)b;
-    RlSockOp *so = (RlSockOp *)a;
-    rl_state *st = loop->st;
-    PyObject *result = NULL, *exc = NULL;
-    int rc = 0;
-    int done = rl_future_is_done(so->fut);
-    if (done != 0) {
-        if (done < 0) {
-            PyErr_WriteUnraisable(so->fut);
-        }
-        /* Cancelled by its awaiter: an fd accepted meanwhile is ours. */
-        if (so->nop.op.kind == RL_OP_ACCEPT && so->res >= 0) {
-            close(so->res);
-        }
-        goto done;
-    }
-    if (so->nop.op.kind == RL_OP_CONNECT) {
-        if (so->res == RL_CONNECT_SETTLED) {
-            so->res = rl_connect_settled_result(so->nop.op.fd);
-        }
-        if (so->res == 0) {
-            if (rl_future_set_result_unless_done(so->fut, Py_None) < 0) {
-                goto error;
-            }
-            goto done;
-        }
-        PyObject *msg = NULL;
-        if (so->family != AF_UNIX) {
-            msg = PyUnicode_FromFormat("Connect call failed %R",
-                                       so->address);
-            if (msg == NULL) {
-                goto error;
-            }
-        }
-        exc = rl_net_oserror(so->res, msg);
-        Py_XDECREF(msg);
-        if (exc == NULL) {
-            goto error;
-        }
-        if (rl_future_set_exception_unless_done(so->fut, exc) < 0) {
-            goto error;
-        }
-        goto done;
-    }
-    /* ACCEPT */
-    if (so->res < 0) {
-        exc = rl_net_oserror(so->res, NULL);
-        if (exc == NULL ||
-            rl_future_set_exception_unless_done(so->fut, exc) < 0) {
-            goto error;
-        }
-        goto done;
-    }
-    int fd = so->res;
-    so->res = -1;
-    PyObject *conn = PyObject_CallFunction(
-        st->net.socket_socket, "iiii", so->family,
-        so->type | SOCK_NONBLOCK, so->proto, fd);
-    if (conn == NULL) {
-        close(fd);
-        goto error;
-    }
-    PyObject *addr = rl_sockaddr_to_py((struct sockaddr *)&so->addr,
-                                       so->addrlen);
-    if (addr == Py_None) {
-        Py_DECREF(addr);
-        addr = PyObject_CallMethod(conn, "getpeername", NULL);
-    }
-    if (addr == NULL) {
-        Py_DECREF(conn);
-        goto error;
-    }
-    result = PyTuple_Pack(2, conn, addr);
-    Py_DECREF(conn);
-    Py_DECREF(addr);
-    if (result == NULL ||
-        rl_future_set_result_unless_done(so->fut, result) < 0) {
-        goto error;
-    }
-    goto done;
-error:
-    if (rl_net_exc_is_fatal()) {
-        rc = -1;
-    }
-    else {
-        /* Could not build the result: hand the error to the awaiter. */
-        PyObject *e = rl_err_get_raised();
-        if (rl_future_set_exception_unless_done(so->fut, e) < 0) {
-            PyErr_WriteUnraisable(so->fut);
-        }
-        Py_XDECREF(e);
-    }
-done:
-    Py_XDECREF(result);
-    Py_XDECREF(exc);
-    Py_DECREF(a);
-    return rc;
-}
-
-static void
-sockop_cb(rl_op *op, int32_t res, uint32_t flags)
-{
-    (void)flags;
-    RlSockOp *so = rl_container_of(op, RlSockOp, nop.op);
-    RlLoop *loop = so->loop;
-    rl_netop_done(loop, &so->nop);
-    so->res = res;
-    /* The op's reference goes to the record. */
-    if (rl_loop_call_soon_c(loop, sockop_ready_fn, (PyObject *)so, NULL) <
-        0) {
-        PyErr_WriteUnraisable((PyObject *)loop);
-    }
-}
-
-/* The awaiter gave up (the future is done before the op): cancel it.  The
- * caller may close the socket right after (create_connection does), so
- * the cancel must reach the kernel now. */
-static PyObject *
-SockOp_fut_done(RlSockOp *so, PyObject *Py_UNUSED(fut))
-{
-    if (so->nop.op.state == RL_OPS_ARMED &&
-        rl_netop_cancel(so->loop, &so->nop) == 0) {
-        rl_net_flush(so->loop);
-    }
-    Py_RETURN_NONE;
-}
-
-static int
-SockOp_traverse(RlSockOp *so, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(so));
-    Py_VISIT((PyObject *)so->loop);
-    Py_VISIT(so->fut);
-    Py_VISIT(so->sock);
-    Py_VISIT(so->address);
-    return 0;
-}
-
-static int
-SockOp_clear(RlSockOp *so)
-{
-    Py_CLEAR(so->fut);
-    Py_CLEAR(so->sock);
-    Py_CLEAR(so->address);
-    return 0;
-}
-
-static void
-SockOp_dealloc(RlSockOp *so)
-{
-    PyTypeObject *tp = Py_TYPE(so);
-    PyObject_GC_UnTrack(so);
-    SockOp_clear(so);
-    Py_CLEAR(so->loop);
-    tp->tp_free((PyObject *)so);
-    Py_DECREF(tp);
-}
-
-static PyMethodDef SockOp_methods[] = {
-    {"_fut_done", (PyCFunction)SockOp_fut_done, METH_O, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyType_Slot SockOp_slots[] = {
-    {Py_tp_dealloc, SockOp_dealloc},
-    {Py_tp_traverse, SockOp_traverse},
-    {Py_tp_clear, SockOp_clear},
-    {Py_tp_methods, SockOp_methods},
-    {0, NULL},
-};
-
-static PyType_Spec SockOp_spec = {
-    .name = "ringloop._core._SockOp",
-    .basicsize = sizeof(RlSockOp),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = SockOp_slots,
-};
-
-int
-rl_sockop_init_types(PyObject *module, rl_state *st)
-{
-    st->net.AwaitableType = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &Awaitable_spec, NULL);
-    if (st->net.AwaitableType == NULL) {
-        return -1;
-    }
-    st->net.SockOpType = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &SockOp_spec, NULL);
-    if (st->net.SockOpType == NULL) {
-        return -1;
-    }
-    return 0;
-}
-
-/* The checks asyncio's sock_* make: not an SSLSocket; non-blocking in
- * debug mode.  Returns the fd, or -1 with an exception. */
-static int
-sock_checks(RlLoop *loop, PyObject *sock)
-{
-    rl_state *st = loop->st;
-    if (st->net.ssl_SSLSocket != Py_None) {
-        int r = PyObject_IsInstance(sock, st->net.ssl_SSLSocket);
-        if (r < 0) {
-            return -1;
-        }
-        if (r) {
-            PyErr_SetString(PyExc_TypeError,
-                            "Socket cannot be of type SSLSocket");
-            return -1;
-        }
-    }
-    if (loop->debug) {
-        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net.str_gettimeout);
-        if (t == NULL) {
-            return -1;
-        }
-        int nonzero = t == Py_None || PyObject_IsTrue(t);
-        Py_DECREF(t);
-        if (nonzero < 0) {
-            return -1;
-        }
-        if (nonzero) {
-            PyErr_SetString(PyExc_ValueError,
-                            "the socket must be non-blocking");
-            return -1;
-        }
-    }
-    PyObject *f = PyObject_CallMethodNoArgs(sock, st->str_fileno);
-    if (f == NULL) {
-        return -1;
-    }
-    long fd = PyLong_AsLong(f);
-    Py_DECREF(f);
-    if (fd == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (fd < 0 || fd > INT32_MAX) {
-        /* A closed socket: let the syscall report EBADF. */
-        return INT32_MAX;
-    }
-    return (int)fd;
-}
-
-static int
-sock_int_attr(PyObject *sock, const char *name, int *v)
-{
-    PyObject *o = PyObject_GetAttrString(sock, name);
-    if (o == NULL) {
-        return -1;
-    }
-    long l = PyLong_AsLong(o);
-    Py_DECREF(o);
-    if (l == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    *v = (int)l;
-    return 0;
-}
-
-static RlSockOp *
-sockop_new(RlLoop *loop, PyObject *sock, int fd, rl_op_kind kind)
-{
-    rl_state *st = loop->st;
-    RlSockOp *so = PyObject_GC_New(RlSockOp, st->net.SockOpType);
-    if (so == NULL) {
-        return NULL;
-    }
-    so->loop = (RlLoop *)Py_NewRef(loop);
-    so->fut = NULL;
-    so->sock = Py_NewRef(sock);
-    so->address = NULL;
-    so->res = -1;
-    so->family = so->type = so->proto = 0;
-    so->addrlen = 0;
-    rl_netop_init(&so->nop, (PyObject *)so, sockop_cb, fd, kind, NULL);
-    PyObject_GC_Track(so);
-    so->fut = rl_future_new(loop);
-    if (so->fut == NULL) {
-        Py_DECREF(so);
-        return NULL;
-    }
-    return so;
-}
-
-/* Submit, hook the future's cancellation, return the awaitable. */
-static PyObject *
-sockop_start(RlLoop *loop, RlSockOp *so)
-{
-    rl_state *st = loop->st;
-    int rc = rl_netop_submit(loop, &so->nop);
-    if (rc < 0) {
-        /* Reported when awaited, as asyncio raises inside its coroutine. */
-        PyObject *exc = rl_net_oserror(rc, NULL);
-        if (exc == NULL ||
-            rl_future_set_exception_unless_done(so->fut, exc) < 0) {
-            Py_XDECREF(exc);
-            return NULL;
-        }
-        Py_DECREF(exc);
-    }
-    else {
-        PyObject *cb = PyObject_GetAttrString((PyObject *)so, "_fut_done");
-        if (cb == NULL) {
-            return NULL;
-        }
-        PyObject *r = PyObject_CallMethodOneArg(
-            so->fut, st->net.str_add_done_callback, cb);
-        Py_DECREF(cb);
-        if (r == NULL) {
-            return NULL;
-        }
-        Py_DECREF(r);
-    }
-    return awaitable_new(st, so->fut);
-}
-
-/* sock_connect(sock, address) */
-static PyObject *
-Loop_sock_connect(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    rl_state *st = self->st;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError,
-                        "sock_connect() takes 2 arguments (sock, address)");
-        return NULL;
-    }
-    PyObject *sock = args[0], *address = args[1];
-    if (rl_loop_check_closed(self) < 0) {
-        return NULL;
-    }
-    int fd = sock_checks(self, sock);
-    if (fd < 0) {
-        return NULL;
-    }
-    if (rl_net_check_fd_free(self, fd) < 0) {
-        return NULL;
-    }
-    int family;
-    if (sock_int_attr(sock, "family", &family) < 0) {
-        return NULL;
-    }
-    struct sockaddr_storage ss;
-    socklen_t len = 0;
-    int rc = rl_sockaddr_from_py(family, address, &ss, &len);
-    if (rc < 0) {
-        return NULL;
-    }
-    if (rc == 0) {
-        /* A host name (resolve it) or a family we do not parse: the
-         * Python path, as asyncio's. */
-        PyObject *stack[3] = {(PyObject *)self, sock, address};
-        return PyObject_VectorcallMethod(st->net.str_sock_connect_slow,
-                                         stack, 3, NULL);
-    }
-    RlSockOp *so = sockop_new(self, sock, fd, RL_OP_CONNECT);
-    if (so == NULL) {
-        return NULL;
-    }
-    so->addr = ss;
-    so->addrlen = len;
-    so->family = family;
-    so->address = Py_NewRef(address);
-    so->nop.op.u.connect.addr = (struct sockaddr *)&so->addr;
-    so->nop.op.u.connect.addrlen = so->addrlen;
-    PyObject *res = sockop_start(self, so);
-    Py_DECREF(so);
-    return res;
-}
-
-/* _sock_connect_resolved(sock, address): the address is numeric already
- * (the Python path resolved it); never goes back to Python. */
-static PyObject *
-Loop__sock_connect_resolved(RlLoop *self, PyObject *const *args,
-                            Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "expected (sock, address)");
-        return NULL;
-    }
-    PyObject *sock = args[0], *address = args[1];
-    if (rl_loop_check_closed(self) < 0) {
-        return NULL;
-    }
-    int fd = sock_checks(self, sock);
-    if (fd < 0 || rl_net_check_fd_free(self, fd) < 0) {
-        return NULL;
-    }
-    int family;
-    if (sock_int_attr(sock, "family", &family) < 0) {
-        return NULL;
-    }
-    RlSockOp *so = sockop_new(self, sock, fd, RL_OP_CONNECT);
-    if (so == NULL) {
-        return NULL;
-    }
-    int rc = rl_sockaddr_from_py(family, address, &so->addr, &so->addrlen);
-    if (rc <= 0) {
-        if (rc == 0) {
-            PyErr_Format(PyExc_ValueError, "cannot connect to %R", address);
-        }
-        Py_DECREF(so);
-        return NULL;
-    }
-    so->family = family;
-    so->address = Py_NewRef(address);
-    so->nop.op.u.connect.addr = (struct sockaddr *)&so->addr;
-    so->nop.op.u.connect.addrlen = so->addrlen;
-    PyObject *res = sockop_start(self, so);
-    Py_DECREF(so);
-    return res;
-}
-
-/* sock_accept(sock) */
-static PyObject *
-Loop_sock_accept(RlLoop *self, PyObject *sock)
-{
-    if (rl_loop_check_closed(self) < 0) {
-        return NULL;
-    }
-    int fd = sock_checks(self, sock);
-    if (fd < 0 || rl_net_check_fd_free(self, fd) < 0) {
-        return NULL;
-    }
-    RlSockOp *so = sockop_new(self, sock, fd, RL_OP_ACCEPT);
-    if (so == NULL) {
-        return NULL;
-    }
-    if (sock_int_attr(sock, "family", &so->family) < 0 ||
-        sock_int_attr(sock, "type", &so->type) < 0 ||
-        sock_int_attr(sock, "proto", &so->proto) < 0) {
-        Py_DECREF(so);
-        return NULL;
-    }
-    so->addrlen = sizeof(so->addr);
-    so->nop.op.u.accept.addr = (struct sockaddr *)&so->addr;
-    so->nop.op.u.accept.addrlen = &so->addrlen;
-    PyObject *res = sockop_start(self, so);
-    Py_DECREF(so);
-    return res;
+    rl_sock_loop_before_wait(loop);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1216,14 +559,6 @@ Loop__net_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyMethodDef rl_net_loop_methods[] = {
-    {"sock_connect", RL_CFUNC(Loop_sock_connect), METH_FASTCALL,
-     "sock_connect($self, sock, address, /)\n--\n\n"
-     "Connect sock (non-blocking) to address; awaitable."},
-    {"sock_accept", (PyCFunction)Loop_sock_accept, METH_O,
-     "sock_accept($self, sock, /)\n--\n\n"
-     "Accept a connection on sock; awaitable returning (conn, address)."},
-    {"_sock_connect_resolved", RL_CFUNC(Loop__sock_connect_resolved),
-     METH_FASTCALL, NULL},
     {"_make_socket_transport", RL_CFUNC(Loop__make_socket_transport),
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_listener", RL_CFUNC(Loop__listener), METH_FASTCALL, NULL},
@@ -1279,6 +614,16 @@ rl_net_module_init(PyObject *module, rl_state *st)
     INTERN(str_sockname, "sockname");
     INTERN(str_peername, "peername");
     INTERN(str_gettimeout, "gettimeout");
+    INTERN(str_recv, "recv");
+    INTERN(str_recv_into, "recv_into");
+    INTERN(str_recvfrom, "recvfrom");
+    INTERN(str_recvfrom_into, "recvfrom_into");
+    INTERN(str_send, "send");
+    INTERN(str_sendto, "sendto");
+    INTERN(str_family, "family");
+    INTERN(str_throw, "throw");
+    INTERN(str_datagram_received, "datagram_received");
+    INTERN(str_error_received, "error_received");
 #undef INTERN
     ns->socket_socket = import_attr("socket", "socket");
     if (ns->socket_socket == NULL) {
@@ -1296,6 +641,10 @@ rl_net_module_init(PyObject *module, rl_state *st)
     if (ns->aio_logger == NULL) {
         return -1;
     }
+    ns->socket__socket = import_attr("_socket", "socket");
+    if (ns->socket__socket == NULL) {
+        return -1;
+    }
     ns->ssl_SSLSocket = import_attr("ssl", "SSLSocket");
     if (ns->ssl_SSLSocket == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
@@ -1303,9 +652,6 @@ rl_net_module_init(PyObject *module, rl_state *st)
         }
         PyErr_Clear();
         ns->ssl_SSLSocket = Py_NewRef(Py_None);
-    }
-    if (rl_sockop_init_types(module, st) < 0) {
-        return -1;
     }
     if (rl_stream_init_type(module, st) < 0) {
         return -1;
@@ -1322,8 +668,6 @@ rl_net_module_traverse(rl_state *st, visitproc visit, void *arg)
     rl_net_state *ns = &st->net;
     Py_VISIT(ns->StreamType);
     Py_VISIT(ns->ListenerType);
-    Py_VISIT(ns->SockOpType);
-    Py_VISIT(ns->AwaitableType);
     Py_VISIT(ns->socket_socket);
     Py_VISIT(ns->aio_TransportSocket);
     Py_VISIT(ns->aio_BufferedProtocol);
@@ -1352,6 +696,18 @@ rl_net_module_traverse(rl_state *st, visitproc visit, void *arg)
     Py_VISIT(ns->str_sockname);
     Py_VISIT(ns->str_peername);
     Py_VISIT(ns->str_gettimeout);
+    Py_VISIT(ns->socket__socket);
+    Py_VISIT(ns->aio_BaseTransport_extra);
+    Py_VISIT(ns->str_recv);
+    Py_VISIT(ns->str_recv_into);
+    Py_VISIT(ns->str_recvfrom);
+    Py_VISIT(ns->str_recvfrom_into);
+    Py_VISIT(ns->str_send);
+    Py_VISIT(ns->str_sendto);
+    Py_VISIT(ns->str_family);
+    Py_VISIT(ns->str_throw);
+    Py_VISIT(ns->str_datagram_received);
+    Py_VISIT(ns->str_error_received);
     return 0;
 }
 
@@ -1361,8 +717,6 @@ rl_net_module_clear(rl_state *st)
     rl_net_state *ns = &st->net;
     Py_CLEAR(ns->StreamType);
     Py_CLEAR(ns->ListenerType);
-    Py_CLEAR(ns->SockOpType);
-    Py_CLEAR(ns->AwaitableType);
     Py_CLEAR(ns->socket_socket);
     Py_CLEAR(ns->aio_TransportSocket);
     Py_CLEAR(ns->aio_BufferedProtocol);
@@ -1391,6 +745,18 @@ rl_net_module_clear(rl_state *st)
     Py_CLEAR(ns->str_sockname);
     Py_CLEAR(ns->str_peername);
     Py_CLEAR(ns->str_gettimeout);
+    Py_CLEAR(ns->socket__socket);
+    Py_CLEAR(ns->aio_BaseTransport_extra);
+    Py_CLEAR(ns->str_recv);
+    Py_CLEAR(ns->str_recv_into);
+    Py_CLEAR(ns->str_recvfrom);
+    Py_CLEAR(ns->str_recvfrom_into);
+    Py_CLEAR(ns->str_send);
+    Py_CLEAR(ns->str_sendto);
+    Py_CLEAR(ns->str_family);
+    Py_CLEAR(ns->str_throw);
+    Py_CLEAR(ns->str_datagram_received);
+    Py_CLEAR(ns->str_error_received);
 }
 
 void

@@ -32,7 +32,7 @@
  * the same socket.  The buffers an op uses (the bytes being filled, the
  * caller's buffer for *_into, the data being sent) stay pinned until the
  * op's final completion, also when the loop closes. */
-#include "internal.h"
+#include "net_internal.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -46,15 +46,19 @@ enum {
     K_RECV_INTO,
     K_RECVFROM,
     K_RECVFROM_INTO,
+    K_ACCEPT, /* the reading direction, no stash */
     K_SENDALL,
     K_SENDTO,
+    K_CONNECT, /* the writing direction */
 };
 #define K_IS_SEND(k) ((k) >= K_SENDALL)
+#define K_IS_RECV(k) ((k) <= K_RECVFROM_INTO) /* data: the stash applies */
+#define K_IS_CONN(k) ((k) == K_ACCEPT || (k) == K_CONNECT)
 #define K_DIR(k) (K_IS_SEND(k) ? 1 : 0)
 
 static const char *const kind_names[] = {
-    "sock_recv",   "sock_recv_into", "sock_recvfrom",
-    "sock_recvfrom_into", "sock_sendall",   "sock_sendto",
+    "sock_recv",    "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
+    "sock_accept",  "sock_sendall",   "sock_sendto",   "sock_connect",
 };
 
 /* The awaitable's state. */
@@ -74,7 +78,8 @@ enum {
 
 struct RlSockReq {
     PyObject_HEAD
-    rl_op op;            /* in the reactor while armed */
+    rl_netop nop;        /* in the reactor while armed (holds a reference
+                          * to the request, net.h) */
     RlLoop *loop;        /* strong */
     PyObject *sock;      /* strong */
     PyObject *arg;       /* n, buf or data as given */
@@ -93,16 +98,28 @@ struct RlSockReq {
     RlSockReq *lnext, *lprev; /* loop->sock.reqs */
     int fd;
     int family;
+    int type, proto;     /* sock_accept: of the new socket */
+    socklen_t sslen;     /* sock_connect/sock_accept: of ss */
+    int32_t res;         /* sock_connect/sock_accept: the completion's */
     uint8_t kind;
     uint8_t aw;
     uint8_t qs;
     uint8_t native;
     uint8_t has_view;
     uint8_t abandoned; /* the awaiter is gone: nobody takes a result */
+    uint8_t orphaned;  /* its socket was closed under it: the awaiter
+                        * stays pending, as asyncio's (see
+                        * rl_sock_loop_before_wait) */
     uint8_t started;   /* the first attempt was made */
+    uint8_t prepared;  /* sock_connect/sock_accept: checked at creation */
+    /* A receive's outcome handed to fut (the result, or the exception
+     * instance) until the awaiter takes it: if it leaves instead (a Task
+     * cancelled between the completion and its wake-up), the bytes go to
+     * the stash, never lost (issue 9, defect 6). */
+    PyObject *unclaimed;
 };
 
-#define ST(loop) (&(loop)->st->sock)
+#define ST(loop) (&(loop)->st->net)
 
 /* ---------------------------------------------------------------------- */
 /* small helpers */
@@ -118,7 +135,7 @@ int
 rl_sock_is_native(rl_state *st, PyObject *sock)
 {
     PyObject *tp = (PyObject *)Py_TYPE(sock);
-    return tp == st->sock.socket_socket || tp == st->sock.socket__socket;
+    return tp == st->net.socket_socket || tp == st->net.socket__socket;
 }
 
 /* sock.fileno() as an int (-1 for a closed socket). */
@@ -227,8 +244,11 @@ stash_clear(RlLoop *loop, rl_sockfd *f)
     f->stash_owner_id = NULL;
 }
 
+/* Keep data (bytes, or an exception instance) for the next receive on
+ * req's socket.  `front`: the data came before what is stashed already (a
+ * result the awaiter was given but never took, see stash_unclaimed()). */
 static void
-stash_put(RlSockReq *req, PyObject *data, PyObject *addr)
+stash_put(RlSockReq *req, PyObject *data, PyObject *addr, int front)
 {
     RlLoop *loop = req->loop;
     rl_sockfd *f = rl_sock_fd(loop, req->fd);
@@ -244,8 +264,10 @@ stash_put(RlSockReq *req, PyObject *data, PyObject *addr)
             f->stash_owner_id == (void *)req->sock) {
             PyObject *joined = PyBytes_FromStringAndSize(NULL, 0);
             if (joined != NULL) {
-                PyBytes_Concat(&joined, f->stash_data);
-                PyBytes_Concat(&joined, data);
+                PyBytes_Concat(&joined, front ? data : f->stash_data);
+            }
+            if (joined != NULL) {
+                PyBytes_Concat(&joined, front ? f->stash_data : data);
             }
             if (joined == NULL) {
                 PyErr_WriteUnraisable((PyObject *)req);
@@ -385,7 +407,7 @@ stash_serve(RlSockReq *req, rl_sockfd *f, PyObject **result)
         goto error;
     }
     if (rest != NULL) {
-        stash_put(req, rest, NULL);
+        stash_put(req, rest, NULL, 0);
         Py_DECREF(rest);
     }
     Py_DECREF(data);
@@ -496,7 +518,7 @@ finish_head(RlSockReq *req)
 static void
 prep_op(RlSockReq *req)
 {
-    rl_op *op = &req->op;
+    rl_op *op = &req->nop.op;
     op->fd = req->fd;
     op->flags = 0;
     if (!req->native) {
@@ -539,6 +561,18 @@ prep_op(RlSockReq *req)
         op->u.io.len = (size_t)(req->view.len - req->pos);
         op->u.io.msg_flags = 0;
         break;
+    case K_CONNECT:
+        op->kind = RL_OP_CONNECT;
+        op->u.connect.addr = (struct sockaddr *)&req->ss;
+        op->u.connect.addrlen = req->sslen;
+        break;
+    case K_ACCEPT:
+        memset(&req->ss, 0, sizeof(req->ss));
+        req->sslen = sizeof(req->ss);
+        op->kind = RL_OP_ACCEPT;
+        op->u.accept.addr = (struct sockaddr *)&req->ss;
+        op->u.accept.addrlen = &req->sslen;
+        break;
     case K_SENDTO:
         /* msg_name/namelen were set when the address was parsed. */
         req->iov.iov_base = req->view.buf;
@@ -557,10 +591,15 @@ static int
 arm(RlSockReq *req)
 {
     prep_op(req);
-    int rc = rl_reactor_submit(req->loop->reactor, &req->op);
+    int rc = rl_netop_submit(req->loop, &req->nop);
     if (rc < 0) {
         rl_raise_errno(rc);
         return -1;
+    }
+    if (req->kind == K_CONNECT) {
+        /* asyncio calls connect() in this step: the kernel sees it now,
+         * not at the next wait (a listener may start listening between). */
+        rl_net_flush(req->loop);
     }
     return 0;
 }
@@ -690,7 +729,7 @@ attempt_native(RlSockReq *req, PyObject **result, PyObject **exc)
 static int
 attempt_generic(RlSockReq *req, PyObject **result, PyObject **exc)
 {
-    rl_sock_state *ss = ST(req->loop);
+    rl_net_state *ss = ST(req->loop);
     PyObject *r = NULL;
     PyObject *sock = req->sock;
     switch (req->kind) {
@@ -790,6 +829,81 @@ attempt_generic(RlSockReq *req, PyObject **result, PyObject **exc)
 /* ---------------------------------------------------------------------- */
 /* delivering results */
 
+/* Keep the outcome of a receive nobody will take (result or exc) in the
+ * stash.  For *_into the bytes sit in the caller's buffer, which it may
+ * reuse from now on: they are copied out (from the pinned view while the
+ * request has it, else from a new export of the buffer).  Never raises. */
+static void
+stash_outcome(RlSockReq *req, PyObject *result, PyObject *exc, int front)
+{
+    PyObject *data = NULL, *addr = NULL;
+    if (!K_IS_RECV(req->kind)) {
+        return;
+    }
+    if (exc != NULL) {
+        stash_put(req, exc, NULL, front);
+        return;
+    }
+    if (result == NULL) {
+        return;
+    }
+    switch (req->kind) {
+    case K_RECV:
+        if (PyBytes_Check(result)) {
+            data = Py_NewRef(result);
+        }
+        break;
+    case K_RECVFROM:
+        if (PyTuple_Check(result) && PyTuple_GET_SIZE(result) == 2 &&
+            PyBytes_Check(PyTuple_GET_ITEM(result, 0))) {
+            data = Py_NewRef(PyTuple_GET_ITEM(result, 0));
+            addr = Py_NewRef(PyTuple_GET_ITEM(result, 1));
+        }
+        break;
+    case K_RECV_INTO:
+    case K_RECVFROM_INTO: {
+        PyObject *nb = result;
+        if (req->kind == K_RECVFROM_INTO) {
+            if (!PyTuple_Check(result) || PyTuple_GET_SIZE(result) != 2) {
+                break;
+            }
+            nb = PyTuple_GET_ITEM(result, 0);
+            addr = Py_NewRef(PyTuple_GET_ITEM(result, 1));
+        }
+        if (!PyLong_Check(nb)) {
+            break;
+        }
+        Py_ssize_t n = PyLong_AsSsize_t(nb);
+        if (n < 0) {
+            break;
+        }
+        if (req->has_view) {
+            if (n <= req->view.len) {
+                data = PyBytes_FromStringAndSize(req->view.buf, n);
+            }
+        }
+        else {
+            Py_buffer v;
+            if (PyObject_GetBuffer(req->arg, &v, PyBUF_SIMPLE) == 0) {
+                if (n <= v.len) {
+                    data = PyBytes_FromStringAndSize(v.buf, n);
+                }
+                PyBuffer_Release(&v);
+            }
+        }
+        break;
+    }
+    }
+    if (data != NULL) {
+        stash_put(req, data, addr, front);
+    }
+    else if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable((PyObject *)req);
+    }
+    Py_XDECREF(data);
+    Py_XDECREF(addr);
+}
+
 /* Hand the outcome of a request to its Future; a receive whose awaiter is
  * gone keeps the bytes (or the error) for the next receive.  Steals
  * result/exc.  Never raises (called from op callbacks). */
@@ -806,56 +920,22 @@ deliver(RlSockReq *req, PyObject *result, PyObject *exc)
         gone = done;
     }
     if (gone) {
-        if (!K_IS_SEND(req->kind)) {
-            if (exc != NULL) {
-                stash_put(req, exc, NULL);
-            }
-            else if (result != NULL) {
-                /* The bytes: for *_into they sit in the caller's buffer,
-                 * which it may reuse now: copy them out. */
-                PyObject *data = NULL, *addr = NULL;
-                switch (req->kind) {
-                case K_RECV:
-                    data = Py_NewRef(result);
-                    break;
-                case K_RECVFROM:
-                    data = Py_NewRef(PyTuple_GET_ITEM(result, 0));
-                    addr = Py_NewRef(PyTuple_GET_ITEM(result, 1));
-                    break;
-                case K_RECV_INTO:
-                case K_RECVFROM_INTO: {
-                    PyObject *nb = req->kind == K_RECV_INTO
-                                       ? result
-                                       : PyTuple_GET_ITEM(result, 0);
-                    Py_ssize_t n = PyLong_AsSsize_t(nb);
-                    if (n >= 0 && req->has_view && n <= req->view.len) {
-                        data = PyBytes_FromStringAndSize(req->view.buf, n);
-                    }
-                    if (req->kind == K_RECVFROM_INTO) {
-                        addr = Py_NewRef(PyTuple_GET_ITEM(result, 1));
-                    }
-                    break;
-                }
-                }
-                if (data != NULL) {
-                    stash_put(req, data, addr);
-                }
-                else if (PyErr_Occurred()) {
-                    PyErr_WriteUnraisable((PyObject *)req);
-                }
-                Py_XDECREF(data);
-                Py_XDECREF(addr);
-            }
-        }
+        stash_outcome(req, result, exc, 0);
     }
     else if (exc != NULL) {
         if (rl_future_set_exception_unless_done(req->fut, exc) < 0) {
             PyErr_WriteUnraisable((PyObject *)req);
         }
+        else if (K_IS_RECV(req->kind)) {
+            Py_XSETREF(req->unclaimed, Py_NewRef(exc));
+        }
     }
     else if (result != NULL) {
         if (rl_future_set_result_unless_done(req->fut, result) < 0) {
             PyErr_WriteUnraisable((PyObject *)req);
+        }
+        else if (K_IS_RECV(req->kind)) {
+            Py_XSETREF(req->unclaimed, Py_NewRef(result));
         }
     }
     Py_XDECREF(result);
@@ -885,13 +965,40 @@ deliver_current_error(RlSockReq *req)
 
 static int generic_retry_fn(RlLoop *loop, PyObject *a, PyObject *b);
 
+static int conn_ready_fn(RlLoop *loop, PyObject *a, PyObject *b);
+
+/* The op's final completion, minus the reference bookkeeping. */
 static void
-req_op_cb(rl_op *op, int32_t res, uint32_t flags)
+req_complete(RlSockReq *req, int32_t res)
 {
-    (void)flags;
-    RlSockReq *req = rl_container_of(op, RlSockReq, op);
     PyObject *result = NULL, *exc = NULL;
 
+    if (K_IS_CONN(req->kind)) {
+        if (req->orphaned || req->abandoned || req->qs == Q_ZOMBIE) {
+            /* Nobody takes it: an accepted fd is ours to close; a
+             * connect's error stays in the socket (asyncio's too). */
+            if (req->kind == K_ACCEPT && res >= 0) {
+                close(res);
+            }
+            finish_head(req);
+        }
+        else {
+            /* SO_ERROR is read and the socket object made (Python) in the
+             * ready phase, and only for an awaiter still there. */
+            req->res = res;
+            if (rl_netop_queue(req->loop, &req->nop, conn_ready_fn,
+                               Py_NewRef(req)) < 0) {
+                deliver_current_error(req);
+                finish_head(req);
+            }
+        }
+        return;
+    }
+    if (req->orphaned) {
+        /* Its socket was closed: nothing to deliver, nobody to wake. */
+        finish_head(req);
+        return;
+    }
     if (req->qs == Q_ZOMBIE || req->abandoned) {
         /* Abandoned: nobody takes a result, but bytes that did arrive
          * are kept for the next receive. */
@@ -957,6 +1064,108 @@ req_op_cb(rl_op *op, int32_t res, uint32_t flags)
     }
     deliver(req, result, exc);
     finish_head(req);
+}
+
+static void
+req_op_cb(rl_op *op, int32_t res, uint32_t flags)
+{
+    (void)flags;
+    RlSockReq *req = rl_container_of(op, RlSockReq, nop.op);
+    RlLoop *loop = req->loop;
+    rl_netop_done(loop, &req->nop); /* the op's reference is ours now */
+    req_complete(req, res);
+    rl_net_release_owner(loop, (PyObject *)req);
+}
+
+/* Ready phase: a sock_connect()/sock_accept() completed. */
+static int
+conn_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
+{
+    (void)b;
+    RlSockReq *req = (RlSockReq *)a;
+    rl_state *st = loop->st;
+    int32_t res = req->res;
+    int rc = 0;
+    rl_netop_delivered(&req->nop);
+    int done = req->fut != NULL ? rl_future_is_done(req->fut) : 1;
+    if (done < 0) {
+        PyErr_WriteUnraisable((PyObject *)req);
+        done = 1;
+    }
+    if (req->orphaned || req->abandoned || done) {
+        if (req->kind == K_ACCEPT && res >= 0) {
+            close(res);
+        }
+        goto finish;
+    }
+    if (req->kind == K_CONNECT) {
+        if (res == RL_CONNECT_SETTLED) {
+            res = rl_connect_settled_result(req->fd);
+        }
+        if (res == 0) {
+            deliver(req, Py_NewRef(Py_None), NULL);
+            goto finish;
+        }
+        PyObject *msg = NULL, *exc = NULL;
+        if (req->family != AF_UNIX) {
+            msg = PyUnicode_FromFormat("Connect call failed %R", req->arg);
+        }
+        if (msg != NULL || req->family == AF_UNIX) {
+            exc = rl_net_oserror(res, msg);
+            Py_XDECREF(msg);
+        }
+        if (exc == NULL) {
+            goto error;
+        }
+        deliver(req, NULL, exc);
+        goto finish;
+    }
+    /* ACCEPT */
+    if (res < 0) {
+        PyObject *exc = rl_net_oserror(res, NULL);
+        if (exc == NULL) {
+            goto error;
+        }
+        deliver(req, NULL, exc);
+        goto finish;
+    }
+    PyObject *conn = PyObject_CallFunction(
+        st->net.socket_socket, "iiii", req->family,
+        req->type | SOCK_NONBLOCK, req->proto, (int)res);
+    if (conn == NULL) {
+        close(res);
+        goto error;
+    }
+    PyObject *addr = rl_sockaddr_to_py((struct sockaddr *)&req->ss,
+                                       req->sslen);
+    if (addr == Py_None) {
+        Py_DECREF(addr);
+        addr = PyObject_CallMethod(conn, "getpeername", NULL);
+    }
+    if (addr == NULL) {
+        Py_DECREF(conn);
+        goto error;
+    }
+    PyObject *pair = PyTuple_Pack(2, conn, addr);
+    Py_DECREF(conn);
+    Py_DECREF(addr);
+    if (pair == NULL) {
+        goto error;
+    }
+    deliver(req, pair, NULL);
+    goto finish;
+error:
+    if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        /* Could not build the result: the awaiter gets the error. */
+        deliver_current_error(req);
+    }
+    else {
+        rc = -1; /* SystemExit, KeyboardInterrupt: leave the loop */
+    }
+finish:
+    finish_head(req);
+    Py_DECREF(req);
+    return rc;
 }
 
 /* Ready-phase record: the generic path's retry after its POLL fired. */
@@ -1036,10 +1245,26 @@ start_queued_fn(RlLoop *loop, PyObject *a, PyObject *b)
         Py_DECREF(req);
         return 0;
     }
+    int cur = -1;
+    if (sock_fileno(loop, req->sock, &cur) < 0) {
+        PyErr_Clear();
+    }
+    if (cur != req->fd) {
+        /* Its socket was closed while it waited for its turn (the fd
+         * number may name another socket now): pending for ever, as
+         * asyncio's. */
+        req->orphaned = 1;
+        finish_head(req);
+        Py_DECREF(req);
+        return 0;
+    }
     rl_sockfd *f = NULL;
-    if (!K_IS_SEND(req->kind) &&
+    if (K_IS_RECV(req->kind) &&
         (f = stash_get(loop, req->sock, req->fd)) != NULL) {
         r = stash_serve(req, f, &result);
+    }
+    else if (K_IS_CONN(req->kind)) {
+        r = 0; /* the op (no inline attempt) */
     }
     else if (req->native) {
         r = attempt_native(req, &result, &exc);
@@ -1083,8 +1308,8 @@ prepare(RlSockReq *req)
     req->native = (uint8_t)rl_sock_is_native(st, sock);
     if (!req->native) {
         /* base_events._check_ssl_socket */
-        if (st->sock.ssl_SSLSocket != Py_None) {
-            int is = PyObject_IsInstance(sock, st->sock.ssl_SSLSocket);
+        if (st->net.ssl_SSLSocket != Py_None) {
+            int is = PyObject_IsInstance(sock, st->net.ssl_SSLSocket);
             if (is < 0) {
                 return -1;
             }
@@ -1096,7 +1321,7 @@ prepare(RlSockReq *req)
         }
     }
     if (loop->debug) {
-        PyObject *t = PyObject_CallMethodNoArgs(sock, st->sock.str_gettimeout);
+        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net.str_gettimeout);
         if (t == NULL) {
             return -1;
         }
@@ -1145,7 +1370,7 @@ prepare(RlSockReq *req)
     }
     if (req->kind == K_RECVFROM || req->kind == K_RECVFROM_INTO ||
         req->kind == K_SENDTO) {
-        PyObject *fam = PyObject_GetAttr(sock, st->sock.str_family);
+        PyObject *fam = PyObject_GetAttr(sock, st->net.str_family);
         if (fam == NULL) {
             return -1;
         }
@@ -1315,7 +1540,7 @@ req_start(RlSockReq *req, PyObject **result)
     PyObject *exc = NULL;
     int r;
     *result = NULL;
-    if (prepare(req) < 0) {
+    if (!req->prepared && prepare(req) < 0) {
         return -1;
     }
     if (req->native == 2) {
@@ -1325,7 +1550,7 @@ req_start(RlSockReq *req, PyObject **result)
     if (req->native) {
         rl_sockfd *f = fd_peek(loop, req->fd);
         int busy = f != NULL && f->head[K_DIR(req->kind)] != NULL;
-        if (!K_IS_SEND(req->kind) && !busy &&
+        if (K_IS_RECV(req->kind) && !busy &&
             (f = stash_get(loop, req->sock, req->fd)) != NULL) {
             r = stash_serve(req, f, result);
             release_view(req);
@@ -1334,8 +1559,9 @@ req_start(RlSockReq *req, PyObject **result)
         if (busy) {
             r = 0; /* wait for our turn */
         }
-        else if (!K_IS_SEND(req->kind) && !loop->sock.recv_inline &&
-                 loop->reactor != NULL) {
+        else if (K_IS_CONN(req->kind) ||
+                 (!K_IS_SEND(req->kind) && !loop->sock.recv_inline &&
+                  loop->reactor != NULL)) {
             r = 0; /* the op directly (see ARCHITECTURE.md) */
         }
         else {
@@ -1374,6 +1600,23 @@ req_start(RlSockReq *req, PyObject **result)
         release_view(req);
         return -1;
     }
+    if (K_IS_CONN(req->kind)) {
+        /* Cancel the op as soon as the Future is cancelled, not only when
+         * the Task throws into us one step later: a connect must not go on
+         * meanwhile (a listener may start listening in between). */
+        PyObject *cb = PyObject_GetAttrString((PyObject *)req, "_fut_done");
+        PyObject *ok = cb == NULL ? NULL
+                                  : PyObject_CallMethodOneArg(
+                                        req->fut,
+                                        loop->st->net.str_add_done_callback,
+                                        cb);
+        Py_XDECREF(cb);
+        if (ok == NULL) {
+            req_abandon(req);
+            return -1;
+        }
+        Py_DECREF(ok);
+    }
     return 0;
 }
 
@@ -1395,11 +1638,15 @@ req_abandon(RlSockReq *req)
         break;
     }
     case Q_HEAD:
-        if (loop->reactor != NULL && req->op.state == RL_OPS_ARMED) {
+        if (loop->reactor != NULL && req->nop.op.state == RL_OPS_ARMED) {
             req->qs = Q_ZOMBIE;
-            (void)rl_reactor_cancel(loop->reactor, &req->op);
+            /* The caller may close the socket right after (create_connection
+             * does): the cancel must reach the kernel now. */
+            if (rl_netop_cancel(loop, &req->nop) == 0) {
+                rl_net_flush(loop);
+            }
         }
-        else if (req->op.state == RL_OPS_IDLE) {
+        else if (req->nop.op.state == RL_OPS_IDLE && !req->nop.queued) {
             /* Between attempts (a ready record pending): done now. */
             finish_head(req);
         }
@@ -1451,6 +1698,7 @@ req_am_send(RlSockReq *req, PyObject *arg, PyObject **presult)
         if (r != PYGEN_NEXT) {
             req->aw = AW_DONE;
             Py_CLEAR(req->fut_iter);
+            Py_CLEAR(req->unclaimed); /* taken */
             if (r == PYGEN_ERROR) {
                 req_abandon(req);
             }
@@ -1508,6 +1756,27 @@ SockReq_send(RlSockReq *req, PyObject *arg)
     return gen_result(req_am_send(req, arg, &res), res);
 }
 
+/* The awaiter leaves (throw/close) after its receive had completed: what
+ * fut holds goes back in front of the stash. */
+static void
+stash_unclaimed(RlSockReq *req)
+{
+    PyObject *u = req->unclaimed;
+    if (u == NULL) {
+        return;
+    }
+    req->unclaimed = NULL;
+    PyObject *saved = rl_err_get_raised();
+    if (PyExceptionInstance_Check(u)) {
+        stash_outcome(req, NULL, u, 1);
+    }
+    else {
+        stash_outcome(req, u, NULL, 1);
+    }
+    Py_DECREF(u);
+    rl_err_set_raised(saved);
+}
+
 static PyObject *
 SockReq_throw(RlSockReq *req, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1517,6 +1786,7 @@ SockReq_throw(RlSockReq *req, PyObject *const *args, Py_ssize_t nargs)
     }
     if (req->aw == AW_WAITING) {
         req->aw = AW_DONE;
+        stash_unclaimed(req);
         req_abandon(req);
         PyObject *it = req->fut_iter;
         req->fut_iter = NULL;
@@ -1561,10 +1831,23 @@ SockReq_throw(RlSockReq *req, PyObject *const *args, Py_ssize_t nargs)
     return NULL;
 }
 
+/* sock_connect/sock_accept: their Future is done; if it was cancelled
+ * (the op is still ours), give the op up now. */
+static PyObject *
+SockReq_fut_done(RlSockReq *req, PyObject *Py_UNUSED(fut))
+{
+    if (!req->abandoned && req->qs != Q_NONE &&
+        (req->nop.op.state == RL_OPS_ARMED || req->qs == Q_QUEUED)) {
+        req_abandon(req);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 SockReq_close(RlSockReq *req, PyObject *Py_UNUSED(ignored))
 {
     if (req->aw == AW_WAITING) {
+        stash_unclaimed(req);
         req_abandon(req);
         Py_CLEAR(req->fut_iter);
     }
@@ -1614,6 +1897,7 @@ SockReq_traverse(RlSockReq *req, visitproc visit, void *arg)
     Py_VISIT(req->arg2);
     Py_VISIT(req->fut);
     Py_VISIT(req->fut_iter);
+    Py_VISIT(req->unclaimed);
     Py_VISIT(req->buf);
     if (req->has_view) {
         Py_VISIT(req->view.obj);
@@ -1630,6 +1914,7 @@ SockReq_clear(RlSockReq *req)
         return 0;
     }
     Py_CLEAR(req->fut_iter);
+    Py_CLEAR(req->unclaimed);
     Py_CLEAR(req->fut);
     release_view(req);
     Py_CLEAR(req->buf);
@@ -1663,6 +1948,7 @@ static PyMethodDef SockReq_methods[] = {
     {"close", (PyCFunction)SockReq_close, METH_NOARGS,
      "close()\n--\n\nAbandon it (cancels the operation)."},
     {"__await__", (PyCFunction)SockReq_await, METH_NOARGS, NULL},
+    {"_fut_done", (PyCFunction)SockReq_fut_done, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1760,14 +2046,14 @@ req_new(RlLoop *loop, int kind, PyObject *sock, PyObject *arg,
         return NULL;
     }
     RlSockReq *req =
-        PyObject_GC_New(RlSockReq, ST(loop)->SockReqType);
+        PyObject_GC_New(RlSockReq, (loop)->st->sock.SockReqType);
     if (req == NULL) {
         return NULL;
     }
     memset((char *)req + sizeof(PyObject), 0,
            sizeof(RlSockReq) - sizeof(PyObject));
-    req->op.cb = req_op_cb;
-    req->op.fd = -1;
+    rl_netop_init(&req->nop, (PyObject *)req, req_op_cb, -1, RL_OP_RECV,
+                  NULL);
     req->loop = (RlLoop *)Py_NewRef(loop);
     req->sock = Py_NewRef(sock);
     req->arg = Py_NewRef(arg);
@@ -1797,6 +2083,167 @@ DEF_SOCK_METHOD(Loop_sock_recvfrom, K_RECVFROM, 2, 2, "sock", "bufsize")
 DEF_SOCK_METHOD(Loop_sock_sendall, K_SENDALL, 2, 2, "sock", "data")
 DEF_SOCK_METHOD(Loop_sock_sendto, K_SENDTO, 3, 3, "sock", "data", "address")
 #undef DEF_SOCK_METHOD
+
+/* The checks asyncio's sock_* make: not an SSLSocket; non-blocking in
+ * debug mode.  Returns the fd, or -1 with an exception. */
+static int
+sock_checks(RlLoop *loop, PyObject *sock)
+{
+    rl_state *st = loop->st;
+    if (st->net.ssl_SSLSocket != Py_None) {
+        int r = PyObject_IsInstance(sock, st->net.ssl_SSLSocket);
+        if (r < 0) {
+            return -1;
+        }
+        if (r) {
+            PyErr_SetString(PyExc_TypeError,
+                            "Socket cannot be of type SSLSocket");
+            return -1;
+        }
+    }
+    if (loop->debug) {
+        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net.str_gettimeout);
+        if (t == NULL) {
+            return -1;
+        }
+        int nonzero = t == Py_None || PyObject_IsTrue(t);
+        Py_DECREF(t);
+        if (nonzero < 0) {
+            return -1;
+        }
+        if (nonzero) {
+            PyErr_SetString(PyExc_ValueError,
+                            "the socket must be non-blocking");
+            return -1;
+        }
+    }
+    PyObject *f = PyObject_CallMethodNoArgs(sock, st->str_fileno);
+    if (f == NULL) {
+        return -1;
+    }
+    long fd = PyLong_AsLong(f);
+    Py_DECREF(f);
+    if (fd == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (fd < 0 || fd > INT32_MAX) {
+        /* A closed socket: let the syscall report EBADF. */
+        return INT32_MAX;
+    }
+    return (int)fd;
+}
+
+static int
+sock_int_attr(PyObject *sock, const char *name, int *v)
+{
+    PyObject *o = PyObject_GetAttrString(sock, name);
+    if (o == NULL) {
+        return -1;
+    }
+    long l = PyLong_AsLong(o);
+    Py_DECREF(o);
+    if (l == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *v = (int)l;
+    return 0;
+}
+
+/* A sock_connect()/sock_accept() request, checked now (the wrapper's first
+ * step: SockMixin in _sockops.py): as asyncio, nothing happens before. */
+static RlSockReq *
+conn_req_new(RlLoop *loop, int kind, PyObject *sock, PyObject *address)
+{
+    if (rl_loop_check_closed(loop) < 0) {
+        return NULL;
+    }
+    int fd = sock_checks(loop, sock);
+    if (fd < 0 || rl_net_check_fd_free(loop, fd) < 0) {
+        return NULL;
+    }
+    RlSockReq *req = (RlSockReq *)req_new(loop, kind, sock,
+                                          address != NULL ? address : Py_None,
+                                          NULL);
+    if (req == NULL) {
+        return NULL;
+    }
+    req->fd = fd;
+    req->native = 1;
+    req->prepared = 1;
+    if (sock_int_attr(sock, "family", &req->family) < 0 ||
+        (kind == K_ACCEPT && (sock_int_attr(sock, "type", &req->type) < 0 ||
+                              sock_int_attr(sock, "proto", &req->proto) <
+                                  0))) {
+        Py_DECREF(req);
+        return NULL;
+    }
+    return req;
+}
+
+/* _sock_connect(sock, address): the request, or, for a host name or a
+ * family parsed in Python only, the _sock_connect_slow() coroutine. */
+static PyObject *
+Loop_sock_connect(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "sock_connect() takes 2 arguments (sock, address)");
+        return NULL;
+    }
+    PyObject *sock = args[0], *address = args[1];
+    RlSockReq *req = conn_req_new(self, K_CONNECT, sock, address);
+    if (req == NULL) {
+        return NULL;
+    }
+    int rc = rl_sockaddr_from_py(req->family, address, &req->ss,
+                                 &req->sslen);
+    if (rc <= 0) {
+        Py_DECREF(req);
+        if (rc < 0) {
+            return NULL;
+        }
+        /* A host name (resolve it) or a family we do not parse: the
+         * Python path, as asyncio's. */
+        PyObject *stack[3] = {(PyObject *)self, sock, address};
+        return PyObject_VectorcallMethod(self->st->net.str_sock_connect_slow,
+                                         stack, 3, NULL);
+    }
+    return (PyObject *)req;
+}
+
+/* _sock_connect_resolved(sock, address): the address is numeric already
+ * (the Python path resolved it); never goes back to Python. */
+static PyObject *
+Loop__sock_connect_resolved(RlLoop *self, PyObject *const *args,
+                            Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected (sock, address)");
+        return NULL;
+    }
+    PyObject *address = args[1];
+    RlSockReq *req = conn_req_new(self, K_CONNECT, args[0], address);
+    if (req == NULL) {
+        return NULL;
+    }
+    int rc = rl_sockaddr_from_py(req->family, address, &req->ss,
+                                 &req->sslen);
+    if (rc <= 0) {
+        if (rc == 0) {
+            PyErr_Format(PyExc_ValueError, "cannot connect to %R", address);
+        }
+        Py_DECREF(req);
+        return NULL;
+    }
+    return (PyObject *)req;
+}
+
+/* _sock_accept(sock) */
+static PyObject *
+Loop_sock_accept(RlLoop *self, PyObject *sock)
+{
+    return (PyObject *)conn_req_new(self, K_ACCEPT, sock, NULL);
+}
 
 static PyObject *
 Loop_sock_recvfrom_into(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1847,25 +2294,33 @@ Loop__sock_debug(RlLoop *self, PyObject *Py_UNUSED(ignored))
 #define FASTKW (METH_FASTCALL | METH_KEYWORDS)
 
 PyMethodDef rl_sock_loop_methods[] = {
-    {"sock_recv", RL_CFUNC(Loop_sock_recv), FASTKW,
-     "sock_recv($self, sock, n)\n--\n\n"
+    {"_sock_recv", RL_CFUNC(Loop_sock_recv), FASTKW,
+     "_sock_recv($self, sock, n)\n--\n\n"
      "Receive up to n bytes from sock (awaitable; returns bytes)."},
-    {"sock_recv_into", RL_CFUNC(Loop_sock_recv_into), FASTKW,
-     "sock_recv_into($self, sock, buf)\n--\n\n"
+    {"_sock_recv_into", RL_CFUNC(Loop_sock_recv_into), FASTKW,
+     "_sock_recv_into($self, sock, buf)\n--\n\n"
      "Receive into the writable buffer buf (awaitable; returns the "
      "number of bytes)."},
-    {"sock_recvfrom", RL_CFUNC(Loop_sock_recvfrom), FASTKW,
-     "sock_recvfrom($self, sock, bufsize)\n--\n\n"
+    {"_sock_recvfrom", RL_CFUNC(Loop_sock_recvfrom), FASTKW,
+     "_sock_recvfrom($self, sock, bufsize)\n--\n\n"
      "Receive a datagram (awaitable; returns (bytes, address))."},
-    {"sock_recvfrom_into", RL_CFUNC(Loop_sock_recvfrom_into), FASTKW,
-     "sock_recvfrom_into($self, sock, buf, nbytes=0)\n--\n\n"
+    {"_sock_recvfrom_into", RL_CFUNC(Loop_sock_recvfrom_into), FASTKW,
+     "_sock_recvfrom_into($self, sock, buf, nbytes=0)\n--\n\n"
      "Receive a datagram into buf (awaitable; returns (nbytes, address))."},
-    {"sock_sendall", RL_CFUNC(Loop_sock_sendall), FASTKW,
-     "sock_sendall($self, sock, data)\n--\n\n"
+    {"_sock_sendall", RL_CFUNC(Loop_sock_sendall), FASTKW,
+     "_sock_sendall($self, sock, data)\n--\n\n"
      "Send all of data (awaitable; returns None)."},
-    {"sock_sendto", RL_CFUNC(Loop_sock_sendto), FASTKW,
-     "sock_sendto($self, sock, data, address)\n--\n\n"
+    {"_sock_sendto", RL_CFUNC(Loop_sock_sendto), FASTKW,
+     "_sock_sendto($self, sock, data, address)\n--\n\n"
      "Send a datagram to address (awaitable; returns the bytes sent)."},
+    {"_sock_connect", RL_CFUNC(Loop_sock_connect), METH_FASTCALL,
+     "_sock_connect($self, sock, address, /)\n--\n\n"
+     "Connect sock (non-blocking) to address (awaitable)."},
+    {"_sock_accept", (PyCFunction)Loop_sock_accept, METH_O,
+     "_sock_accept($self, sock, /)\n--\n\n"
+     "Accept a connection on sock (awaitable; returns (conn, address))."},
+    {"_sock_connect_resolved", RL_CFUNC(Loop__sock_connect_resolved),
+     METH_FASTCALL, NULL},
     {"_sock_set_recv_inline", (PyCFunction)Loop__sock_set_recv_inline,
      METH_O, NULL},
     {"_sock_debug", (PyCFunction)Loop__sock_debug, METH_NOARGS, NULL},
@@ -1878,71 +2333,14 @@ PyMethodDef rl_sock_loop_methods[] = {
 /* ---------------------------------------------------------------------- */
 /* module and loop hooks */
 
-static PyObject *
-import_attr(const char *modname, const char *attr)
-{
-    PyObject *m = PyImport_ImportModule(modname);
-    if (m == NULL) {
-        return NULL;
-    }
-    PyObject *v = PyObject_GetAttrString(m, attr);
-    Py_DECREF(m);
-    return v;
-}
-
 int
 rl_sock_module_init(PyObject *module, rl_state *st)
 {
-    rl_sock_state *s = &st->sock;
-    s->SockReqType = (PyTypeObject *)PyType_FromModuleAndSpec(
+    /* The cached objects and names are st->net's (rl_net_module_init runs
+     * first). */
+    st->sock.SockReqType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &SockReq_spec, NULL);
-    if (s->SockReqType == NULL) {
-        return -1;
-    }
-#define INTERN(field, text)                                                   \
-    do {                                                                      \
-        s->field = PyUnicode_InternFromString(text);                          \
-        if (s->field == NULL) {                                               \
-            return -1;                                                        \
-        }                                                                     \
-    } while (0)
-    INTERN(str_recv, "recv");
-    INTERN(str_recv_into, "recv_into");
-    INTERN(str_recvfrom, "recvfrom");
-    INTERN(str_recvfrom_into, "recvfrom_into");
-    INTERN(str_send, "send");
-    INTERN(str_sendto, "sendto");
-    INTERN(str_gettimeout, "gettimeout");
-    INTERN(str_family, "family");
-    INTERN(str_cancel, "cancel");
-    INTERN(str_close, "close");
-    INTERN(str_throw, "throw");
-    INTERN(str_datagram_received, "datagram_received");
-    INTERN(str_error_received, "error_received");
-    INTERN(str_connection_made, "connection_made");
-    INTERN(str_connection_lost, "connection_lost");
-    INTERN(str_pause_writing, "pause_writing");
-    INTERN(str_resume_writing, "resume_writing");
-#undef INTERN
-    s->socket_socket = import_attr("socket", "socket");
-    if (s->socket_socket == NULL) {
-        return -1;
-    }
-    s->socket__socket = import_attr("_socket", "socket");
-    if (s->socket__socket == NULL) {
-        return -1;
-    }
-    s->ssl_SSLSocket = import_attr("ssl", "SSLSocket");
-    if (s->ssl_SSLSocket == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        s->ssl_SSLSocket = Py_NewRef(Py_None);
-    }
-    s->asyncio_CancelledError =
-        import_attr("asyncio.exceptions", "CancelledError");
-    if (s->asyncio_CancelledError == NULL) {
+    if (st->sock.SockReqType == NULL) {
         return -1;
     }
     return rl_dgram_module_init(module, st);
@@ -1951,62 +2349,16 @@ rl_sock_module_init(PyObject *module, rl_state *st)
 int
 rl_sock_module_traverse(rl_state *st, visitproc visit, void *arg)
 {
-    rl_sock_state *s = &st->sock;
-    Py_VISIT(s->SockReqType);
-    Py_VISIT(s->DgramType);
-    Py_VISIT(s->socket_socket);
-    Py_VISIT(s->socket__socket);
-    Py_VISIT(s->ssl_SSLSocket);
-    Py_VISIT(s->asyncio_CancelledError);
-    Py_VISIT(s->asyncio_BaseTransport_extra);
-    Py_VISIT(s->str_recv);
-    Py_VISIT(s->str_recv_into);
-    Py_VISIT(s->str_recvfrom);
-    Py_VISIT(s->str_recvfrom_into);
-    Py_VISIT(s->str_send);
-    Py_VISIT(s->str_sendto);
-    Py_VISIT(s->str_gettimeout);
-    Py_VISIT(s->str_family);
-    Py_VISIT(s->str_cancel);
-    Py_VISIT(s->str_close);
-    Py_VISIT(s->str_throw);
-    Py_VISIT(s->str_datagram_received);
-    Py_VISIT(s->str_error_received);
-    Py_VISIT(s->str_connection_made);
-    Py_VISIT(s->str_connection_lost);
-    Py_VISIT(s->str_pause_writing);
-    Py_VISIT(s->str_resume_writing);
+    Py_VISIT(st->sock.SockReqType);
+    Py_VISIT(st->sock.DgramType);
     return 0;
 }
 
 void
 rl_sock_module_clear(rl_state *st)
 {
-    rl_sock_state *s = &st->sock;
-    Py_CLEAR(s->SockReqType);
-    Py_CLEAR(s->DgramType);
-    Py_CLEAR(s->socket_socket);
-    Py_CLEAR(s->socket__socket);
-    Py_CLEAR(s->ssl_SSLSocket);
-    Py_CLEAR(s->asyncio_CancelledError);
-    Py_CLEAR(s->asyncio_BaseTransport_extra);
-    Py_CLEAR(s->str_recv);
-    Py_CLEAR(s->str_recv_into);
-    Py_CLEAR(s->str_recvfrom);
-    Py_CLEAR(s->str_recvfrom_into);
-    Py_CLEAR(s->str_send);
-    Py_CLEAR(s->str_sendto);
-    Py_CLEAR(s->str_gettimeout);
-    Py_CLEAR(s->str_family);
-    Py_CLEAR(s->str_cancel);
-    Py_CLEAR(s->str_close);
-    Py_CLEAR(s->str_throw);
-    Py_CLEAR(s->str_datagram_received);
-    Py_CLEAR(s->str_error_received);
-    Py_CLEAR(s->str_connection_made);
-    Py_CLEAR(s->str_connection_lost);
-    Py_CLEAR(s->str_pause_writing);
-    Py_CLEAR(s->str_resume_writing);
+    Py_CLEAR(st->sock.SockReqType);
+    Py_CLEAR(st->sock.DgramType);
 }
 
 void
@@ -2039,6 +2391,44 @@ rl_sock_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
         }
     }
     return rl_dgram_loop_traverse(loop, visit, arg);
+}
+
+/* A socket closed under a pending sock_* call.  asyncio's selector simply
+ * forgets the closed fd: the call stays pending (until cancelled) on 3.11,
+ * 3.12 and 3.13, and the socket is really closed (the peer sees EOF or
+ * EPIPE; a connect in progress is abandoned).  Epoll does the same by
+ * itself, but an io_uring op holds a reference to the file: the socket
+ * would stay open and the op complete later (with the peer's next bytes,
+ * or the connection).  So, before each wait, every armed request whose
+ * socket's fileno() changed has its op cancelled, which lets the kernel
+ * close the file, and its awaiter is left pending: both backends then
+ * behave as asyncio (issue 9, defect 12). */
+void
+rl_sock_loop_before_wait(RlLoop *loop)
+{
+    RlSockReq *r = loop->sock.reqs;
+    while (r != NULL) {
+        if (r->qs != Q_HEAD || r->orphaned ||
+            r->nop.op.state != RL_OPS_ARMED) {
+            r = r->lnext;
+            continue;
+        }
+        /* Beware: fileno() of a socket subclass is user code, which may
+         * finish requests (unlinking them): hold r, step on afterwards. */
+        Py_INCREF(r);
+        int fd = -1;
+        if (sock_fileno(loop, r->sock, &fd) < 0) {
+            PyErr_WriteUnraisable(r->sock);
+            fd = r->fd;
+        }
+        if (fd != r->fd && r->nop.op.state == RL_OPS_ARMED) {
+            r->orphaned = 1;
+            (void)rl_netop_cancel(loop, &r->nop);
+        }
+        RlSockReq *next = r->lnext;
+        Py_DECREF(r);
+        r = next;
+    }
 }
 
 void

@@ -10,33 +10,12 @@
 typedef struct RlSockReq RlSockReq;
 typedef struct RlDgram RlDgram;
 
-/* Per-module state (inside rl_state as `st->sock`).  traverse/clear in
- * sockops.c mirror it. */
+/* Per-module state (inside rl_state as `st->sock`): the two types made in
+ * sockops.c and dgram.c.  Every cached object and interned name they use
+ * is in the one networking block, st->net (net.h). */
 typedef struct rl_sock_state {
-    PyTypeObject *SockReqType;   /* the awaitable returned by sock_* */
+    PyTypeObject *SockReqType;   /* the awaitable returned by _sock_* */
     PyTypeObject *DgramType;     /* _core.DatagramTransport */
-    PyObject *socket_socket;     /* socket.socket (the Python class) */
-    PyObject *socket__socket;    /* _socket.socket */
-    PyObject *ssl_SSLSocket;     /* ssl.SSLSocket, or None without ssl */
-    PyObject *asyncio_CancelledError;
-    PyObject *asyncio_BaseTransport_extra; /* BaseTransport._extra slot */
-    PyObject *str_recv;
-    PyObject *str_recv_into;
-    PyObject *str_recvfrom;
-    PyObject *str_recvfrom_into;
-    PyObject *str_send;
-    PyObject *str_sendto;
-    PyObject *str_gettimeout;
-    PyObject *str_family;
-    PyObject *str_cancel;
-    PyObject *str_close;
-    PyObject *str_throw;
-    PyObject *str_datagram_received;
-    PyObject *str_error_received;
-    PyObject *str_connection_made;
-    PyObject *str_connection_lost;
-    PyObject *str_pause_writing;
-    PyObject *str_resume_writing;
 } rl_sock_state;
 
 /* One fd as the sock_* code sees it.  Requests of one direction (0 =
@@ -85,6 +64,9 @@ int rl_sock_module_traverse(struct rl_state *st, visitproc visit, void *arg);
 void rl_sock_module_clear(struct rl_state *st);
 void rl_sock_loop_init(struct RlLoop *loop);
 int rl_sock_loop_traverse(struct RlLoop *loop, visitproc visit, void *arg);
+/* Before each wait: cancel the ops of sock_* calls whose socket was
+ * closed under them (asyncio leaves them pending).  Never raises. */
+void rl_sock_loop_before_wait(struct RlLoop *loop);
 /* After the reactor was destroyed (every op IDLE, no completion will
  * come): release what requests and transports held for the kernel. */
 void rl_sock_loop_after_reactor_destroy(struct RlLoop *loop);
