@@ -288,6 +288,9 @@ class ProcMixin:
         return await self._sendfile_fallback(transport, file, offset, count)
 
     async def _sendfile_native(self, transp, file, offset, count):
+        # asyncio's native step checks the arguments (through
+        # sock_sendfile) before it can fail over to the fallback.
+        self._check_sendfile_params(transp.get_extra_info("socket"), file, offset, count)
         # The zero-copy path belongs inside the native stream transport
         # (its write queue must drain first and write() must refuse data
         # meanwhile): not there yet, so asyncio's fallback runs.
