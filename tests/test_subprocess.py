@@ -156,26 +156,30 @@ def test_communicate_timeout_then_kill(loop):
 
 
 def test_communicate_cancelled(loop):
+    code = (
+        "import sys, time\n"
+        "sys.stdout.write(sys.stdin.readline()); sys.stdout.flush()\n"
+        "time.sleep(60)\n"
+    )
+
     async def main():
         proc = await asyncio.create_subprocess_exec(
-            "cat", stdin=PIPE, stdout=PIPE, stderr=PIPE
+            sys.executable, "-c", code, stdin=PIPE, stdout=PIPE, stderr=PIPE
         )
-        # cat echoes what it gets but its stdin stays open: communicate()
-        # (which closes stdin only after writing) is cancelled first
-        proc.stdin.write(b"partial")
-        task = asyncio.ensure_future(proc.stdout.readexactly(7))
-        assert await task == b"partial"
-        comm = asyncio.ensure_future(proc.communicate())  # stdin stays open
+        proc.stdin.write(b"partial\n")
+        assert await proc.stdout.readexactly(8) == b"partial\n"
+        comm = asyncio.ensure_future(proc.communicate())
         for _ in range(3):
             await asyncio.sleep(0)
         assert not comm.done()
         comm.cancel()
         with pytest.raises(asyncio.CancelledError):
             await comm
-        assert proc.returncode is None
-        out, err = await proc.communicate(b" and the rest")
-        assert out == b" and the rest" and err == b""
-        assert proc.returncode == 0
+        assert proc.returncode is None  # cancelling communicate() kills nothing
+        proc.kill()
+        out, err = await proc.communicate()
+        assert out == b"" and err == b""
+        assert proc.returncode == -signal.SIGKILL
 
     run(loop, main())
 
