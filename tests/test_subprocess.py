@@ -443,3 +443,30 @@ def test_loop_closed_while_child_runs(caplog):
         issubclass(w.category, ResourceWarning) and "unclosed transport" in str(w.message)
         for w in caught
     ), [str(w.message) for w in caught]
+
+
+@pytest.mark.ringloop_only
+def test_reactor_refusing_the_pidfd_falls_back_to_a_thread(loop):
+    """If the pidfd cannot be watched, the child (already running) is still
+    watched, by a waitpid thread, instead of being left unreaped."""
+    real_add_reader = loop.add_reader
+    refused = []
+
+    def add_reader(fd, cb, *args):
+        if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]":
+            refused.append(fd)
+            raise OSError(12, "Cannot allocate memory")
+        return real_add_reader(fd, cb, *args)
+
+    loop.add_reader = add_reader
+    try:
+        async def main():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "raise SystemExit(3)")
+            assert await proc.wait() == 3
+
+        run(loop, main())
+    finally:
+        del loop.add_reader
+    assert len(refused) == 1
+    assert my_zombies() == []

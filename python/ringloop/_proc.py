@@ -138,9 +138,12 @@ class ProcMixin:
         child = _Child(pid, pidfd, transp)
         try:
             self.add_reader(pidfd, self._rl_child_ready, child)
-        except BaseException:
+        except Exception:
+            # The reactor refused the pidfd (ENOMEM, ...): the child is
+            # running, so it must still be watched.
             os.close(pidfd)
-            raise
+            self._rl_watch_child_thread(pid, transp)
+            return
         self._rl_children()[pidfd] = child
 
     def _rl_reap(self, child):
@@ -212,10 +215,13 @@ class ProcMixin:
             if returncode is not None and proc is not None and proc.returncode is None:
                 proc.returncode = returncode
             return
-        if returncode is None:
-            self.call_soon_threadsafe(self._rl_child_gone, pid, transp)
-        else:
-            self.call_soon_threadsafe(transp._process_exited, returncode)
+        try:
+            if returncode is None:
+                self.call_soon_threadsafe(self._rl_child_gone, pid, transp)
+            else:
+                self.call_soon_threadsafe(transp._process_exited, returncode)
+        except RuntimeError:  # the loop closed meanwhile
+            _logger().warning("Loop %r that handles pid %r is closed", self, pid)
 
     def _rl_close_children(self):
         """The loop closes: stop watching; children still running are reaped
