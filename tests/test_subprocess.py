@@ -370,9 +370,16 @@ def test_popen_reaped_first_keeps_the_status(loop, caplog, how):
     the watcher then takes the status Popen recorded instead of 255."""
 
     async def main():
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; sys.exit(5)"
-        )
+        # the child exits only when told, so the loop cannot see it first
+        rfd, wfd = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import os, sys; os.read(0, 1); sys.exit(5)", stdin=rfd
+            )
+        finally:
+            os.close(rfd)
+        os.write(wfd, b"x")
+        os.close(wfd)
         # wait for the exit without reaping and without running the loop
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         popen = proc._transport.get_extra_info("subprocess")
