@@ -560,3 +560,8 @@ def queue(loop, n):
 # TCP echo (group "echo": python3 benchmarks/run.py --cases echo)
 
 import echo  # noqa: E402,F401  (registers the echo cases)
+
+# ---------------------------------------------------------------------------
+# subprocesses and pipes (group "proc": python3 benchmarks/run.py --cases proc)
+
+import proc  # noqa: E402,F401  (registers the proc cases)

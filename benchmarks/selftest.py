@@ -251,6 +251,50 @@ for _name, _case in CASES.items():
         BROKEN[_name] = [CorruptsEcho, DuplicatesEchoBytes]
 
 
+class WrongReturncodes(Base):
+    """Reports every child's exit status off by one."""
+
+    def _child_watcher_callback(self, pid, returncode, transp):
+        super()._child_watcher_callback(pid, returncode + 1, transp)
+
+
+class CorruptsPipeReads(Base):
+    """Every 5th chunk a read pipe delivers has its first byte flipped."""
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        received = protocol.data_received
+        count = [0]
+
+        def data_received(data):
+            count[0] += 1
+            if count[0] % 5 == 0 and data:
+                data = bytes([data[0] ^ 0x55]) + data[1:]
+            received(data)
+
+        protocol.data_received = data_received
+        return super()._make_read_pipe_transport(pipe, protocol, waiter, extra)
+
+
+class DropsPipeReads(CorruptsPipeReads):
+    """Every 5th chunk a read pipe delivers is lost."""
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        received = protocol.data_received
+        count = [0]
+
+        def data_received(data):
+            count[0] += 1
+            if count[0] % 5:
+                received(data)
+
+        protocol.data_received = data_received
+        return Base._make_read_pipe_transport(self, pipe, protocol, waiter, extra)
+
+
+BROKEN["subprocess_spawn_wait"] = [(WrongReturncodes, 20)]
+BROKEN["pipe_cat_throughput"] = [(CorruptsPipeReads, 8), (DropsPipeReads, 8)]
+
+
 def run_with_hang_guard(case, loop, n):
     """A broken loop may simply never stop: stop it from a thread after a
     while (through the unbroken base class), and let the case's checks

@@ -54,9 +54,10 @@ skipped test so that it is counted: test_futures and test_tasks' gather/
 introspection classes (test_utils.TestLoop or mock loops), test_selector_events
 and test_proactor_events (stock loop implementations with mocks), the
 Handle/Timer/ABC/child-watcher/pipe-transport unit tests, and the single tests
-that need subprocesses, sendfile or pipe transports (not in ringloop yet)
-or check stock internals.  The TLS tests (test_ssl, test_sslproto, the ssl
-tests of test_events and test_streams) all run.  Not generated: the stock-loop variants of
+that need a zero-copy sendfile in the native transport (not in ringloop
+yet) or check stock internals.  The TLS tests (test_ssl, test_sslproto, the
+ssl tests of test_events and test_streams), the subprocess, pipe and
+sendfile tests all run.  Not generated: the stock-loop variants of
 classes run here (e.g. test_events.PollEventLoopTests is EventLoopTests on
 another selector; cpython_exclusions.STOCK_LOOP_VARIANTS) and the Windows-only
 modules, which skip themselves at import.

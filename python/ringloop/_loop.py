@@ -28,6 +28,7 @@ from ._dgram import DatagramMixin
 from ._dns import DnsMixin
 from ._net import NetworkMixin
 from ._sockops import SockMixin
+from ._proc import ProcMixin
 
 _PY312 = sys.version_info >= (3, 12)
 _PY313 = sys.version_info >= (3, 13)
@@ -50,7 +51,7 @@ def _sighandler_noop(signum, frame):
     wakeup fd, which is all we need."""
 
 
-class Loop(_core.Loop, SockMixin, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEventLoop):
+class Loop(_core.Loop, SockMixin, NetworkMixin, DatagramMixin, DnsMixin, ProcMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop with a native core (io_uring or epoll)."""
 
     def __init__(self, *, backend="auto", native_tasks=True):
@@ -168,6 +169,7 @@ class Loop(_core.Loop, SockMixin, NetworkMixin, DatagramMixin, DnsMixin, asyncio
             return
         if self._debug:
             _base_events.logger.debug("Close %r", self)
+        self._rl_close_children()
         self._close()
         self._executor_shutdown_called = True
         executor = self._default_executor

@@ -1,0 +1,316 @@
+"""Subprocesses, pipes and sendfile for ringloop.Loop (issue 11, step 1).
+
+What comes from asyncio itself, per running Python version, so that every
+argument check, error and callback order is the one asyncio has on it:
+
+  - subprocess_exec/subprocess_shell: base_events.BaseEventLoop's methods
+    (argument checks, debug logging), which call our
+    _make_subprocess_transport;
+  - the subprocess transport: unix_events._UnixSubprocessTransport
+    (base_subprocess.BaseSubprocessTransport + subprocess.Popen, which
+    spawns with vfork/posix_spawn where the arguments allow it);
+  - pipe transports: unix_events._UnixReadPipeTransport and
+    _UnixWritePipeTransport, which run over loop._add_reader/_add_writer,
+    here the native readiness watches of the C core;
+  - sendfile: base_events' checks and fallbacks and unix_events' os.sendfile
+    loop over writer readiness for sock_sendfile.
+
+What is ringloop's own: the child watcher.  Each child gets a pidfd
+(os.pidfd_open) watched by the loop's reactor like any reader (a POLL op
+on io_uring, an epoll registration on epoll); when it becomes readable the
+child is reaped with waitid(P_PIDFD, WNOHANG).  No thread per child, no
+SIGCHLD handler, and no pid-reuse race: the pidfd names exactly our child.
+If someone else reaped it first (a user's own waitpid), the status Popen
+recorded is used when there is one, else 255 with asyncio's warning.  Where
+pidfd_open is missing (kernel < 5.3, seccomp) a thread per child blocks in
+waitpid(), as asyncio's ThreadedChildWatcher does.  Policy child watchers
+(asyncio.set_child_watcher, 3.11-3.13) are not consulted, as in uvloop."""
+import errno
+import os
+import threading
+from asyncio import base_events, constants, exceptions, unix_events
+
+from . import _core
+
+__all__ = ("ProcMixin",)
+
+_HAVE_PIDFD = hasattr(os, "pidfd_open")
+_HAVE_P_PIDFD = hasattr(os, "P_PIDFD")
+
+_BaseLoop = base_events.BaseEventLoop
+_UnixLoop = unix_events._UnixSelectorEventLoop
+
+
+def _waitid_returncode(res):
+    """returncode (asyncio's convention) from a waitid() result."""
+    if res.si_code == os.CLD_EXITED:
+        return res.si_status
+    # CLD_KILLED / CLD_DUMPED: killed by signal si_status
+    return -res.si_status
+
+
+def _logger():
+    # Looked up at each use, as asyncio's own code does: tests patch it.
+    return base_events.logger
+
+
+class _Child:
+    __slots__ = ("pid", "pidfd", "transport")
+
+    def __init__(self, pid, pidfd, transport):
+        self.pid = pid
+        self.pidfd = pidfd
+        self.transport = transport
+
+
+class _SubprocessTransport(unix_events._UnixSubprocessTransport):
+    """asyncio's Unix subprocess transport; only the reaping is ours."""
+
+
+class ProcMixin:
+    """loop.subprocess_exec/shell, connect_read/write_pipe, sendfile,
+    sock_sendfile and the native child watcher."""
+
+    # -- readiness under asyncio's private names -----------------------------
+    # asyncio's pipe transports (and its sock_sendfile loop) call these.
+
+    _add_reader = _core.Loop.add_reader
+    _remove_reader = _core.Loop.remove_reader
+    _add_writer = _core.Loop.add_writer
+    _remove_writer = _core.Loop.remove_writer
+
+    # -- pipes ---------------------------------------------------------------
+
+    connect_read_pipe = _BaseLoop.connect_read_pipe
+    connect_write_pipe = _BaseLoop.connect_write_pipe
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return unix_events._UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return unix_events._UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
+
+    # -- subprocesses --------------------------------------------------------
+
+    subprocess_exec = _BaseLoop.subprocess_exec
+    subprocess_shell = _BaseLoop.subprocess_shell
+    _log_subprocess = _BaseLoop._log_subprocess
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
+                                         bufsize, extra=None, **kwargs):
+        self._check_closed()
+        waiter = self.create_future()
+        transp = _SubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
+                                      bufsize, waiter=waiter, extra=extra, **kwargs)
+        self._rl_watch_child(transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    def _rl_children(self):
+        children = self.__dict__.get("_rl_children_map")
+        if children is None:
+            children = self.__dict__["_rl_children_map"] = {}
+        return children
+
+    def _rl_watch_child(self, transp):
+        pid = transp.get_pid()
+        if not _HAVE_PIDFD:
+            self._rl_watch_child_thread(pid, transp)
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            # Already reaped by someone else before we could look.
+            self._rl_child_gone(pid, transp)
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
+                self._rl_watch_child_thread(pid, transp)
+                return
+            raise
+        child = _Child(pid, pidfd, transp)
+        try:
+            self.add_reader(pidfd, self._rl_child_ready, child)
+        except Exception:
+            # The reactor refused the pidfd (ENOMEM, ...): the child is
+            # running, so it must still be watched.
+            os.close(pidfd)
+            self._rl_watch_child_thread(pid, transp)
+            return
+        self._rl_children()[pidfd] = child
+
+    def _rl_reap(self, child):
+        """Reap `child` without blocking: its returncode, None if it is
+        still running, or raise ChildProcessError if someone else reaped it."""
+        if _HAVE_P_PIDFD:
+            try:
+                res = os.waitid(os.P_PIDFD, child.pidfd, os.WEXITED | os.WNOHANG)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: P_PIDFD unknown (< 5.4)
+                    raise
+            else:
+                return None if res is None else _waitid_returncode(res)
+        pid, status = os.waitpid(child.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        return unix_events.waitstatus_to_exitcode(status)
+
+    def _rl_child_ready(self, child):
+        try:
+            returncode = self._rl_reap(child)
+        except ChildProcessError:
+            returncode = self._rl_already_reaped(child.pid, child.transport)
+        if returncode is None:
+            return  # the pidfd woke us early; it stays watched
+        self._rl_forget_child(child)
+        child.transport._process_exited(returncode)
+
+    def _rl_forget_child(self, child):
+        self._rl_children().pop(child.pidfd, None)
+        self.remove_reader(child.pidfd)
+        os.close(child.pidfd)
+
+    def _rl_already_reaped(self, pid, transp):
+        proc = transp._proc
+        if proc is not None and proc.returncode is not None:
+            # Reaped through the Popen object itself (Popen.poll() in
+            # transport.close(), Popen.send_signal() on 3.11/3.12): it kept
+            # the status.
+            return proc.returncode
+        _logger().warning(
+            "child process pid %d exit status already read:  will report returncode 255", pid)
+        return 255
+
+    def _rl_child_gone(self, pid, transp):
+        self.call_soon(transp._process_exited, self._rl_already_reaped(pid, transp))
+
+    # Fallback without pidfds: asyncio's ThreadedChildWatcher, one thread per child.
+
+    def _rl_watch_child_thread(self, pid, transp):
+        thread = threading.Thread(
+            target=self._rl_waitpid_thread,
+            name=f"ringloop-waitpid-{pid}",
+            args=(pid, transp),
+            daemon=True,
+        )
+        thread.start()
+
+    def _rl_waitpid_thread(self, pid, transp):
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            returncode = None
+        else:
+            returncode = unix_events.waitstatus_to_exitcode(status)
+        if self.is_closed():
+            _logger().warning("Loop %r that handles pid %r is closed", self, pid)
+            proc = transp._proc
+            if returncode is not None and proc is not None and proc.returncode is None:
+                proc.returncode = returncode
+            return
+        try:
+            if returncode is None:
+                self.call_soon_threadsafe(self._rl_child_gone, pid, transp)
+            else:
+                self.call_soon_threadsafe(transp._process_exited, returncode)
+        except RuntimeError:  # the loop closed meanwhile
+            _logger().warning("Loop %r that handles pid %r is closed", self, pid)
+
+    def _rl_close_children(self):
+        """The loop closes: stop watching; children still running are reaped
+        by a thread when they exit (no zombies), as asyncio's threaded
+        watcher does after its loop closed."""
+        children = self.__dict__.get("_rl_children_map")
+        if not children:
+            return
+        for child in list(children.values()):
+            self._rl_forget_child_at_close(child)
+
+    def _rl_forget_child_at_close(self, child):
+        self._rl_children().pop(child.pidfd, None)
+        try:
+            self.remove_reader(child.pidfd)
+        except Exception:
+            pass
+        try:
+            returncode = self._rl_reap(child)
+        except ChildProcessError:
+            returncode = -1
+        finally:
+            os.close(child.pidfd)
+        proc = child.transport._proc
+        if returncode is None:
+            threading.Thread(
+                target=_reap_after_close,
+                name=f"ringloop-reap-{child.pid}",
+                args=(self, child.pid, proc),
+                daemon=True,
+            ).start()
+        elif proc is not None and proc.returncode is None and returncode != -1:
+            proc.returncode = returncode
+
+    # -- sendfile --------------------------------------------------------------
+
+    sock_sendfile = _BaseLoop.sock_sendfile
+    _check_sendfile_params = _BaseLoop._check_sendfile_params
+    _sock_sendfile_fallback = _BaseLoop._sock_sendfile_fallback
+    _sock_sendfile_native = _UnixLoop._sock_sendfile_native
+    _sock_sendfile_native_impl = _UnixLoop._sock_sendfile_native_impl
+    _sock_sendfile_update_filepos = _UnixLoop._sock_sendfile_update_filepos
+    _sock_add_cancellation_callback = _UnixLoop._sock_add_cancellation_callback
+    _sendfile_fallback = _BaseLoop._sendfile_fallback
+
+    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
+        """Send a file to transport; return the number of bytes sent.
+        asyncio's semantics (see BaseEventLoop.sendfile)."""
+        if transport.is_closing():
+            raise RuntimeError("Transport is closing")
+        mode = getattr(transport, "_sendfile_compatible", None)
+        if mode is None:
+            if type(transport) is _core.StreamTransport:
+                mode = constants._SendfileMode.TRY_NATIVE
+            else:
+                mode = constants._SendfileMode.UNSUPPORTED
+        if mode is constants._SendfileMode.UNSUPPORTED:
+            raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
+        if mode is constants._SendfileMode.TRY_NATIVE:
+            try:
+                return await self._sendfile_native(transport, file, offset, count)
+            except exceptions.SendfileNotAvailableError:
+                if not fallback:
+                    raise
+        if not fallback:
+            raise RuntimeError(
+                f"fallback is disabled and native sendfile is not "
+                f"supported for transport {transport!r}"
+            )
+        return await self._sendfile_fallback(transport, file, offset, count)
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        # asyncio's native step checks the arguments (through
+        # sock_sendfile) before it can fail over to the fallback.
+        self._check_sendfile_params(transp.get_extra_info("socket"), file, offset, count)
+        # The zero-copy path belongs inside the native stream transport
+        # (its write queue must drain first and write() must refuse data
+        # meanwhile): not there yet, so asyncio's fallback runs.
+        raise exceptions.SendfileNotAvailableError(
+            "sendfile syscall is not supported by ringloop's stream transport yet"
+        )
+
+
+def _reap_after_close(loop, pid, proc):
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return
+    if proc is not None and proc.returncode is None:
+        proc.returncode = unix_events.waitstatus_to_exitcode(status)
+    _logger().warning("Loop %r that handles pid %r is closed", loop, pid)
+

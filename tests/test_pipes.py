@@ -1,0 +1,276 @@
+"""loop.connect_read_pipe / connect_write_pipe: pipes, FIFOs, ptys (character
+devices) and sockets; regular files refused; EOF, close, abort, flow control,
+pause/resume_reading, and the other end going away (BrokenPipeError).
+
+Every test also runs on stock asyncio (RINGLOOP_TEST_LOOP=asyncio), which
+shows it asserts asyncio's own behaviour."""
+import asyncio
+import os
+import pty
+import socket
+
+import pytest
+
+from conftest import run_briefly
+from netutil import Recorder, until
+
+
+def run(loop, coro, timeout=30):
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def test_read_pipe_data_eof_and_extra_info(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(rfd, "rb", buffering=0)
+
+    async def main():
+        tr, pr = await loop.connect_read_pipe(lambda: Recorder(loop), pipeobj)
+        assert isinstance(tr, asyncio.ReadTransport)
+        assert tr.get_extra_info("pipe") is pipeobj
+        assert pr.events == ["made"]
+        assert tr.is_reading()
+        os.write(wfd, b"hello ")
+        await until(lambda: pr.data == b"hello ")
+        os.write(wfd, b"pipe")
+        os.close(wfd)
+        assert await pr.eof == b"hello pipe"
+        assert await pr.lost is None
+        assert pr.events == ["made", "data", "eof", "lost"]
+        assert pipeobj.closed  # the transport closes the pipe object
+
+    run(loop, main())
+
+
+def test_write_pipe_data_and_close(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(wfd, "wb", buffering=0)
+
+    async def main():
+        tr, pr = await loop.connect_write_pipe(lambda: Recorder(loop), pipeobj)
+        assert isinstance(tr, asyncio.WriteTransport)
+        assert tr.get_extra_info("pipe") is pipeobj
+        assert tr.can_write_eof()
+        tr.write(b"abc")
+        tr.write(bytearray(b"def"))
+        tr.write(memoryview(b"ghi"))
+        tr.close()
+        assert tr.is_closing()
+        assert await pr.lost is None
+        assert pipeobj.closed
+
+    run(loop, main())
+    with open(rfd, "rb") as r:
+        assert r.read() == b"abcdefghi"
+
+
+@pytest.mark.parametrize("kind", ["read", "write"])
+def test_regular_file_refused(loop, tmp_path, kind):
+    path = tmp_path / "regular"
+    path.write_bytes(b"data")
+    mode = "rb" if kind == "read" else "wb"
+    with open(path, mode) as f:
+        connect = loop.connect_read_pipe if kind == "read" else loop.connect_write_pipe
+        with pytest.raises(ValueError, match="Pipe transport is"):
+            run(loop, connect(asyncio.Protocol, f))
+
+
+def test_fifo(loop, tmp_path):
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    rfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    wfd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    rpipe = open(rfd, "rb", buffering=0)
+    wpipe = open(wfd, "wb", buffering=0)
+
+    async def main():
+        rtr, rpr = await loop.connect_read_pipe(lambda: Recorder(loop), rpipe)
+        wtr, wpr = await loop.connect_write_pipe(lambda: Recorder(loop), wpipe)
+        payload = os.urandom(300_000)  # more than the FIFO holds: queued
+        wtr.write(payload)
+        wtr.close()
+        assert await wpr.lost is None
+        assert await rpr.eof == payload
+        assert await rpr.lost is None
+
+    run(loop, main())
+
+
+def test_pty_both_ways(loop):
+    master, slave = pty.openpty()
+    # raw-ish: no echo, so what the slave side reads is exactly what we wrote
+    import termios
+    import tty
+
+    tty.setraw(slave, termios.TCSANOW)
+    mpipe = open(master, "rb", buffering=0)
+    spipe = open(slave, "wb", buffering=0)
+
+    async def main():
+        rtr, rpr = await loop.connect_read_pipe(lambda: Recorder(loop), mpipe)
+        wtr, wpr = await loop.connect_write_pipe(lambda: Recorder(loop), spipe)
+        wtr.write(b"through a character device")
+        await until(lambda: bytes(rpr.data) == b"through a character device")
+        wtr.close()
+        assert await wpr.lost is None
+        rtr.close()
+        assert await rpr.lost is None
+
+    run(loop, main())
+
+
+def test_socket_as_pipe(loop):
+    a, b = socket.socketpair()
+
+    async def main():
+        rtr, rpr = await loop.connect_read_pipe(lambda: Recorder(loop), a)
+        wtr, wpr = await loop.connect_write_pipe(lambda: Recorder(loop), b)
+        wtr.write(b"over a socketpair")
+        await until(lambda: rpr.data == b"over a socketpair")
+        wtr.write_eof()  # closes the write side: the reader sees EOF
+        assert await wpr.lost is None
+        assert await rpr.eof == b"over a socketpair"
+        assert await rpr.lost is None
+
+    run(loop, main())
+    assert a.fileno() == -1 and b.fileno() == -1
+
+
+def test_pause_and_resume_reading(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(rfd, "rb", buffering=0)
+
+    async def main():
+        tr, pr = await loop.connect_read_pipe(lambda: Recorder(loop), pipeobj)
+        tr.pause_reading()
+        assert not tr.is_reading()
+        os.write(wfd, b"held back")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert pr.data == b""
+        tr.resume_reading()
+        assert tr.is_reading()
+        await until(lambda: pr.data == b"held back")
+        os.close(wfd)
+        assert await pr.lost is None
+
+    run(loop, main())
+
+
+def test_write_pipe_flow_control_and_drain_order(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(wfd, "wb", buffering=0)
+    reader = open(rfd, "rb", buffering=0)
+
+    async def main():
+        tr, pr = await loop.connect_write_pipe(lambda: Recorder(loop), pipeobj)
+        tr.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        chunks = [bytes([i]) * 100_000 for i in range(10)]
+        for c in chunks:
+            tr.write(c)
+        # a pipe holds 64 KiB: the rest is queued, over the high-water mark
+        assert tr.get_write_buffer_size() > 64 * 1024
+        assert pr.paused == 1
+        got = bytearray()
+
+        def drain_some():
+            got.extend(os.read(rfd, 1 << 20))
+
+        loop.add_reader(rfd, drain_some)
+        try:
+            await until(lambda: pr.resumed == 1)
+            await until(lambda: len(got) == 1_000_000)
+        finally:
+            loop.remove_reader(rfd)
+        assert tr.get_write_buffer_size() == 0
+        assert bytes(got) == b"".join(chunks)
+        tr.close()
+        assert await pr.lost is None
+
+    try:
+        run(loop, main())
+    finally:
+        reader.close()
+
+
+def test_write_pipe_reader_gone_with_pending_data(loop):
+    """The read end closes while data is queued: connection_lost gets
+    BrokenPipeError (asyncio's write pipe watches its fd for readability,
+    which a pipe's write end reports when the reader went away)."""
+    rfd, wfd = os.pipe()
+    pipeobj = open(wfd, "wb", buffering=0)
+
+    async def main():
+        tr, pr = await loop.connect_write_pipe(lambda: Recorder(loop), pipeobj)
+        tr.write(b"x" * 1_000_000)
+        assert tr.get_write_buffer_size() > 0
+        os.close(rfd)
+        exc = await pr.lost
+        assert isinstance(exc, BrokenPipeError)
+        assert tr.is_closing()
+        assert tr.get_write_buffer_size() == 0
+        # later writes are dropped (counted), not raised
+        tr.write(b"more")
+
+    run(loop, main())
+
+
+def test_write_pipe_reader_gone_idle(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(wfd, "wb", buffering=0)
+
+    async def main():
+        tr, pr = await loop.connect_write_pipe(lambda: Recorder(loop), pipeobj)
+        os.close(rfd)
+        assert await pr.lost is None  # nothing was lost
+
+    run(loop, main())
+
+
+def test_write_pipe_abort_discards(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(wfd, "wb", buffering=0)
+
+    async def main():
+        tr, pr = await loop.connect_write_pipe(lambda: Recorder(loop), pipeobj)
+        tr.write(b"y" * 1_000_000)
+        assert tr.get_write_buffer_size() > 0
+        tr.abort()
+        assert tr.get_write_buffer_size() == 0
+        assert await pr.lost is None
+        assert pipeobj.closed
+
+    run(loop, main())
+    with open(rfd, "rb") as r:
+        assert len(r.read()) < 1_000_000
+
+
+def test_read_pipe_close_before_eof(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(rfd, "rb", buffering=0)
+
+    async def main():
+        tr, pr = await loop.connect_read_pipe(lambda: Recorder(loop), pipeobj)
+        tr.close()
+        assert tr.is_closing()
+        assert await pr.lost is None
+        assert "eof" not in pr.events
+
+    try:
+        run(loop, main())
+    finally:
+        os.close(wfd)
+
+
+def test_read_pipe_unclosed_warns(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(rfd, "rb", buffering=0)
+    tr, pr = run(loop, loop.connect_read_pipe(lambda: Recorder(loop), pipeobj))
+    tr.pause_reading()
+    run_briefly(loop)
+    with pytest.warns(ResourceWarning, match="unclosed transport"):
+        del tr, pr
+        import gc
+
+        gc.collect()
+    assert pipeobj.closed
+    os.close(wfd)
