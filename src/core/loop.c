@@ -206,6 +206,17 @@ call_soon_common(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
     if (h == NULL) {
         return NULL;
     }
+    /* Beware: the debug checks and rl_handle_new (context copy, a GC pass
+     * running finalizers, the debug traceback) may run Python code, and
+     * any Python code lets another thread take the GIL and close the loop,
+     * which frees the ready queue and the reactor.  Check again; from here
+     * to the wake-up nothing runs Python, so close() (which holds the GIL
+     * throughout) cannot come in between. */
+    if (RL_UNLIKELY(self->closed || self->reactor == NULL)) {
+        Py_DECREF(h);
+        (void)rl_loop_check_closed(self);
+        return NULL;
+    }
     Py_INCREF(h);
     if (rl_loop_push_handle(self, h) < 0) {
         Py_DECREF(h);
@@ -253,6 +264,13 @@ schedule_timer(RlLoop *self, double when, PyObject *const *args,
     RlHandle *h =
         rl_handle_new(self, 1, args[0], args + 1, nargs - 1, context);
     if (h == NULL) {
+        return NULL;
+    }
+    /* Beware: as in call_soon_common, Python code may have run (and the
+     * loop been closed from another thread) since the first check. */
+    if (RL_UNLIKELY(self->closed || self->reactor == NULL)) {
+        Py_DECREF(h);
+        (void)rl_loop_check_closed(self);
         return NULL;
     }
     h->when = when;
