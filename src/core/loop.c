@@ -274,7 +274,12 @@ schedule_timer(RlLoop *self, double when, PyObject *const *args,
         return NULL;
     }
     h->when = when;
-    if (rl_timerheap_push(&self->timers, when, self->timer_seq++, h) < 0) {
+    /* A NaN deadline is due at once: asyncio runs such a timer as soon as
+     * it heads its heap (3.11/3.12: max(0, nan) is 0), and a NaN key would
+     * break the heap's order (nothing compares below it, so it would sit at
+     * the top and hold every later timer back).  The handle keeps NaN. */
+    double key = isnan(when) ? -INFINITY : when;
+    if (rl_timerheap_push(&self->timers, key, self->timer_seq++, h) < 0) {
         Py_DECREF(h);
         return PyErr_NoMemory();
     }
@@ -459,6 +464,26 @@ run_ready_debug(RlLoop *self, size_t ntodo)
     return 0;
 }
 
+#if RL_NAN_DEADLINE_RAISES
+/* 3.13's _run_once passes a NaN timeout to the selector when a NaN deadline
+ * heads the heap and nothing is ready, and select() raises ValueError out of
+ * run_forever().  Raise the same, but drop that timer (it is cancelled):
+ * asyncio would raise again at every later run, the loop stuck for good. */
+static int
+raise_nan_deadline(RlLoop *self)
+{
+    RlHandle *h = rl_timerheap_pop(&self->timers);
+    h->scheduled = 0;
+    int rc = rl_handle_cancel(h);
+    Py_DECREF(h);
+    if (rc == 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "cannot convert float NaN to integer");
+    }
+    return -1;
+}
+#endif
+
 static int
 run_once(RlLoop *self)
 {
@@ -469,8 +494,14 @@ run_once(RlLoop *self)
         timeout_ns = 0;
     }
     else if (self->timers.len) {
-        double t = rl_timerheap_peek(&self->timers)->when - rl_loop_time();
-        if (!(t > 0)) { /* also NaN */
+        const rl_timer *top = rl_timerheap_peek(&self->timers);
+#if RL_NAN_DEADLINE_RAISES
+        if (RL_UNLIKELY(isnan(((RlHandle *)top->data)->when))) {
+            return raise_nan_deadline(self);
+        }
+#endif
+        double t = top->when - rl_loop_time();
+        if (!(t > 0)) {
             timeout_ns = 0;
         }
         else {
