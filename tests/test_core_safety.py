@@ -278,3 +278,126 @@ def test_nan_deadline_never_wedges(first):
         assert h_nan.when() != h_nan.when()  # still NaN, as asyncio keeps it
     finally:
         lp.close()
+
+
+# --- huge fd numbers in add_reader (issue 9, defect 9) ----------------------
+
+def _fd_outcome(lp, method, fd):
+    try:
+        return ("ok", getattr(lp, method)(fd, print) if method.startswith("add") else getattr(lp, method)(fd))
+    except Exception as exc:  # noqa: BLE001 - compared with asyncio's
+        return (type(exc).__name__, str(exc))
+
+
+@pytest.mark.parametrize("fd", [2**24, 2**31 - 1, 2**31, 2**40, 2**70, -1, -(2**70)])
+def test_huge_fd_errors_match_asyncio(loop, fd):
+    ref = asyncio.new_event_loop()
+    try:
+        for method in ("add_reader", "add_writer", "remove_reader", "remove_writer"):
+            assert _fd_outcome(loop, method, fd) == _fd_outcome(ref, method, fd), method
+    finally:
+        ref.close()
+
+
+HUGE_FD_MEMORY = r"""
+import sys
+from conftest import new_loop
+
+def hwm_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+
+lp = new_loop()
+before = hwm_kib()
+for fd in (2**24, 2**28, 2**31 - 1):
+    for add in (lp.add_reader, lp.add_writer):
+        try:
+            add(fd, print)
+        except OSError as exc:
+            assert exc.errno == 9, exc
+        else:
+            raise AssertionError(f"add of fd {fd} did not fail")
+grown = hwm_kib() - before
+table = lp._debug_counters()["fd_table_bytes"]
+lp.close()
+print("grown_kib", grown, "table", table)
+"""
+
+
+@pytest.mark.ringloop_only
+def test_huge_fd_does_not_grow_the_table():
+    r = run_script(HUGE_FD_MEMORY)
+    assert r.returncode == 0, r.stderr[-3000:]
+    words = r.stdout.split()
+    grown_kib, table = int(words[1]), int(words[3])
+    # a table sized for fd 2**24 alone would be 256-512 MiB
+    assert table == 0
+    assert grown_kib < 32 * 1024, r.stdout
+
+
+@pytest.mark.ringloop_only
+def test_high_open_fd_takes_one_page(loop):
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    a, b = __import__("socket").socketpair()
+    high = min(soft - 1, 200_000)
+    try:
+        os.dup2(a.fileno(), high)
+    except OSError:
+        a.close()
+        b.close()
+        pytest.skip(f"cannot dup to fd {high}")
+    try:
+        got = []
+        loop.add_reader(high, lambda: (got.append(os.read(high, 10)), loop.stop()))
+        table = loop._debug_counters()["fd_table_bytes"]
+        # one page of slots plus the directory's pointers below it
+        assert table < 64 * 1024 + (high >> 8) * 8 * 2, table
+        b.send(b"hi")
+        loop.call_later(10, loop.stop)
+        loop.run_forever()
+        assert got == [b"hi"]
+        assert loop.remove_reader(high) is True
+        # the page went with its last watch
+        assert loop._debug_counters()["fd_table_bytes"] < table
+    finally:
+        os.close(high)
+        a.close()
+        b.close()
+
+
+# --- remove_reader()/remove_writer() of a socket closed since (issue 14) ----
+
+def test_remove_watch_of_closed_socket_finds_it_by_object(loop):
+    import socket
+
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    a.setblocking(False)
+    c.setblocking(False)
+    calls = []
+    try:
+        # (one watch per socket: with both on one closed socket asyncio's
+        # selector fails in modify() with EBADF)
+        loop.add_reader(a, calls.append, "r")
+        loop.add_writer(c, calls.append, "w")
+        a.close()  # fileno() is -1 from now on
+        c.close()
+        assert loop.remove_reader(a) is True
+        assert loop.remove_writer(c) is True
+        # gone from the selector: the object no longer names an fd
+        with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+            loop.remove_reader(a)
+        loop.call_later(0.01, loop.stop)
+        loop.run_forever()
+        assert calls == []
+        # nothing holds the closed sockets open any more: the peers see EOF
+        for peer in (b, d):
+            peer.settimeout(10)
+            assert peer.recv(10) == b""
+    finally:
+        for s_ in (a, b, c, d):
+            s_.close()

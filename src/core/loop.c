@@ -10,6 +10,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -686,16 +688,15 @@ watch_cb(rl_op *op, int32_t res, uint32_t flags)
     (void)rl_reactor_submit(loop->reactor, op);
 }
 
-/* selectors._fileobj_to_fd */
+/* selectors._fileobj_to_fd.  *fd is -1 (and 0 is returned) for an fd
+ * number that does not fit an int: asyncio's selector takes it and epoll
+ * then raises OverflowError, which the callers reproduce. */
 static int
 fileobj_to_fd(RlLoop *self, PyObject *fileobj, int *fd)
 {
-    long v;
+    PyObject *num;
     if (PyLong_Check(fileobj)) {
-        v = PyLong_AsLong(fileobj);
-        if (v == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        num = Py_NewRef(fileobj);
     }
     else {
         PyObject *meth = NULL, *r = NULL;
@@ -722,39 +723,114 @@ fileobj_to_fd(RlLoop *self, PyObject *fileobj, int *fd)
                          fileobj);
             return -1;
         }
-        v = PyLong_AsLong(r);
-        Py_DECREF(r);
-        if (v == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        num = r;
     }
-    if (v < 0 || v > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", v);
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(num, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(num);
         return -1;
     }
-    *fd = (int)v;
+    if (overflow < 0 || (overflow == 0 && v < 0)) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %S", num);
+        Py_DECREF(num);
+        return -1;
+    }
+    Py_DECREF(num);
+    *fd = (overflow > 0 || v > INT_MAX) ? -1 : (int)v;
     return 0;
 }
 
-static int
-ensure_fdslot(RlLoop *self, int fd)
+/* The slot of fd, or NULL if no fd of its page is watched. */
+static rl_fdslot *
+fd_slot(RlLoop *self, int fd)
 {
-    if ((size_t)fd < self->nfds) {
-        return 0;
+    size_t pi = (size_t)fd >> RL_FDPAGE_SHIFT;
+    if (pi >= self->nfdpages || self->fdpages[pi] == NULL) {
+        return NULL;
     }
-    size_t n = self->nfds ? self->nfds : 64;
-    while (n <= (size_t)fd) {
-        n *= 2;
+    return &self->fdpages[pi]->slot[fd & (RL_FDPAGE_SLOTS - 1)];
+}
+
+static rl_watch *
+fd_watch(RlLoop *self, int fd, int dir)
+{
+    rl_fdslot *sl = fd_slot(self, fd);
+    return sl != NULL ? sl->w[dir] : NULL;
+}
+
+/* Make room for fd's slot (the directory grows geometrically, the page is
+ * allocated); -1 with MemoryError.  No Python code runs. */
+static int
+fd_slot_reserve(RlLoop *self, int fd)
+{
+    size_t pi = (size_t)fd >> RL_FDPAGE_SHIFT;
+    if (pi >= self->nfdpages) {
+        size_t n = self->nfdpages ? self->nfdpages : 4;
+        while (n <= pi) {
+            n *= 2;
+        }
+        rl_fdpage **nd = PyMem_Realloc(self->fdpages, n * sizeof(*nd));
+        if (nd == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memset(nd + self->nfdpages, 0, (n - self->nfdpages) * sizeof(*nd));
+        self->fdpages = nd;
+        self->nfdpages = n;
     }
-    rl_fdslot *nf = PyMem_Realloc(self->fds, n * sizeof(rl_fdslot));
-    if (nf == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    if (self->fdpages[pi] == NULL) {
+        self->fdpages[pi] = PyMem_Calloc(1, sizeof(rl_fdpage));
+        if (self->fdpages[pi] == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
-    memset(nf + self->nfds, 0, (n - self->nfds) * sizeof(rl_fdslot));
-    self->fds = nf;
-    self->nfds = n;
     return 0;
+}
+
+/* Set fd's watch for dir (its page must exist); a page left empty is
+ * freed. */
+static void
+fd_slot_set(RlLoop *self, int fd, int dir, rl_watch *w)
+{
+    size_t pi = (size_t)fd >> RL_FDPAGE_SHIFT;
+    rl_fdpage *pg = self->fdpages[pi];
+    rl_watch **sl = &pg->slot[fd & (RL_FDPAGE_SLOTS - 1)].w[dir];
+    if (*sl == NULL && w != NULL) {
+        pg->used++;
+    }
+    else if (*sl != NULL && w == NULL) {
+        pg->used--;
+    }
+    *sl = w;
+    if (pg->used == 0) {
+        PyMem_Free(pg);
+        self->fdpages[pi] = NULL;
+    }
+}
+
+static void
+fd_table_free(RlLoop *self)
+{
+    for (size_t i = 0; i < self->nfdpages; i++) {
+        PyMem_Free(self->fdpages[i]);
+    }
+    PyMem_Free(self->fdpages);
+    self->fdpages = NULL;
+    self->nfdpages = 0;
+}
+
+static size_t
+fd_table_bytes(RlLoop *self)
+{
+    size_t n = self->nfdpages * sizeof(rl_fdpage *);
+    for (size_t i = 0; i < self->nfdpages; i++) {
+        if (self->fdpages[i] != NULL) {
+            n += sizeof(rl_fdpage);
+        }
+    }
+    return n;
 }
 
 static PyObject *
@@ -772,41 +848,68 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
     if (fileobj_to_fd(self, args[0], &fd) < 0) {
         return NULL;
     }
-    if (rl_net_check_fd_free(self, fd) < 0 ||
-        rl_sock_check_fd_free(self, fd) < 0) {
+    if (fd >= 0 && (rl_net_check_fd_free(self, fd) < 0 ||
+                    rl_sock_check_fd_free(self, fd) < 0)) {
         return NULL;
     }
     if (rl_loop_check_closed(self) < 0) {
         return NULL;
     }
-    if (ensure_fdslot(self, fd) < 0) {
+    if (fd < 0) {
+        /* what epoll.register() raises for such a number */
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
         return NULL;
     }
     RlHandle *h = rl_handle_new(self, 0, args[1], args + 2, nargs - 2, NULL);
     if (h == NULL) {
         return NULL;
     }
-    rl_watch *w = self->fds[fd].w[dir];
+    /* Beware: rl_handle_new may have run Python code (context copy, GC),
+     * which may have closed the loop or changed the watches: look now, and
+     * run no Python code until the table is consistent again. */
+    if (RL_UNLIKELY(self->closed || self->reactor == NULL)) {
+        Py_DECREF(h);
+        (void)rl_loop_check_closed(self);
+        return NULL;
+    }
+    rl_watch *w = fd_watch(self, fd, dir);
     if (w != NULL) {
-        /* Replace the callback, as asyncio does; the poll stays armed. */
+        /* Replace the callback, as asyncio does; the poll stays armed (and
+         * the object first given stays the one remove_*() knows, as
+         * asyncio's selector key keeps it). */
         RlHandle *old = w->handle;
         w->handle = h;
+        int err = 0;
+        if (w->op.state == RL_OPS_IDLE) {
+            w->op.flags = RL_OPF_CHECK_FD;
+            err = rl_reactor_submit(self->reactor, &w->op);
+        }
         int rc = rl_handle_cancel(old);
         Py_DECREF(old);
+        if (err < 0) {
+            return rl_raise_errno(err);
+        }
         if (rc < 0) {
             return NULL;
         }
-        if (w->op.state == RL_OPS_IDLE) {
-            w->op.flags = RL_OPF_CHECK_FD;
-            int err = rl_reactor_submit(self->reactor, &w->op);
-            if (err < 0) {
-                return rl_raise_errno(err);
-            }
-        }
         Py_RETURN_NONE;
+    }
+    /* Check that fd is open before it takes room in the table: asyncio's
+     * epoll_ctl fails with EBADF for any number, 2**24 or 2**31 - 1, and
+     * so must we, without growing anything first. */
+    if (fcntl(fd, F_GETFD) < 0) {
+        int e = errno;
+        Py_DECREF(h);
+        return rl_raise_errno(-e);
+    }
+    if (fd_slot_reserve(self, fd) < 0) {
+        Py_DECREF(h);
+        return NULL;
     }
     w = PyMem_Calloc(1, sizeof(rl_watch));
     if (w == NULL) {
+        fd_slot_set(self, fd, dir, NULL); /* frees a page made for it */
         Py_DECREF(h);
         return PyErr_NoMemory();
     }
@@ -821,17 +924,32 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
     w->dir = dir;
     int err = rl_reactor_submit(self->reactor, &w->op);
     if (err < 0) {
-        Py_DECREF(h);
         PyMem_Free(w);
+        fd_slot_set(self, fd, dir, NULL);
+        Py_DECREF(h);
         return rl_raise_errno(err);
     }
+    w->fileobj = Py_NewRef(args[0]);
     w->next = self->watches;
     if (w->next != NULL) {
         w->next->prev = w;
     }
     self->watches = w;
-    self->fds[fd].w[dir] = w;
+    fd_slot_set(self, fd, dir, w);
     Py_RETURN_NONE;
+}
+
+/* selectors' _fileobj_lookup fallback: the fd a watch was registered
+ * with for this very object (a socket closed since: fileno() is -1). */
+static int
+fd_of_watched_object(RlLoop *self, PyObject *fileobj)
+{
+    for (rl_watch *w = self->watches; w != NULL; w = w->next) {
+        if (w->fileobj == fileobj && w->handle != NULL) {
+            return w->fd;
+        }
+    }
+    return -1;
 }
 
 static PyObject *
@@ -839,22 +957,28 @@ remove_watch(RlLoop *self, PyObject *fileobj, int dir)
 {
     int fd;
     if (fileobj_to_fd(self, fileobj, &fd) < 0) {
-        return NULL;
+        if (!PyErr_ExceptionMatches(PyExc_ValueError) ||
+            (fd = fd_of_watched_object(self, fileobj)) < 0) {
+            return NULL;
+        }
+        PyErr_Clear();
     }
-    if (rl_net_check_fd_free(self, fd) < 0 ||
-        rl_sock_check_fd_free(self, fd) < 0) {
+    else if (fd >= 0 && (rl_net_check_fd_free(self, fd) < 0 ||
+                         rl_sock_check_fd_free(self, fd) < 0)) {
         return NULL;
     }
     if (self->closed || self->reactor == NULL) {
         Py_RETURN_FALSE;
     }
-    if ((size_t)fd >= self->nfds || self->fds[fd].w[dir] == NULL) {
+    rl_watch *w = fd < 0 ? NULL : fd_watch(self, fd, dir);
+    if (w == NULL) {
         Py_RETURN_FALSE;
     }
-    rl_watch *w = self->fds[fd].w[dir];
-    self->fds[fd].w[dir] = NULL;
+    fd_slot_set(self, fd, dir, NULL);
     RlHandle *h = w->handle;
+    PyObject *fobj = w->fileobj;
     w->handle = NULL;
+    w->fileobj = NULL;
     int rc = rl_reactor_cancel(self->reactor, &w->op);
     if (rc == -ENOENT) {
         /* Not armed (its poll had failed): nothing will come back. */
@@ -864,6 +988,7 @@ remove_watch(RlLoop *self, PyObject *fileobj, int dir)
     /* else watch_cb frees it at the final completion */
     rc = rl_handle_cancel(h);
     Py_DECREF(h);
+    Py_XDECREF(fobj);
     if (rc < 0) {
         return NULL;
     }
@@ -1051,13 +1176,14 @@ loop_release_core(RlLoop *self)
         rl_watch *w = self->watches;
         watch_unlink(self, w);
         RlHandle *h = w->handle;
+        PyObject *fobj = w->fileobj;
         w->handle = NULL;
+        w->fileobj = NULL;
         PyMem_Free(w);
         Py_XDECREF(h);
+        Py_XDECREF(fobj);
     }
-    PyMem_Free(self->fds);
-    self->fds = NULL;
-    self->nfds = 0;
+    fd_table_free(self);
     /* 3. queued callbacks are dropped, not run (asyncio clears _ready) */
     while (self->ready.len) {
         rl_callback c = rl_ready_pop(&self->ready);
@@ -1209,6 +1335,7 @@ Loop_traverse(RlLoop *self, visitproc visit, void *arg)
     }
     for (rl_watch *w = self->watches; w != NULL; w = w->next) {
         Py_VISIT((PyObject *)w->handle);
+        Py_VISIT(w->fileobj);
     }
     for (int fi = 0; fi < 2; fi++) {
         for (RlHandle *h = self->freelist[fi]; h != NULL;
@@ -1388,7 +1515,9 @@ Loop__debug_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
         nwatch++;
     }
     return Py_BuildValue(
-        "{snsnsnsnsnsn}", "ready", (Py_ssize_t)self->ready.len, "timers",
+        "{snsnsnsnsnsnsn}", "fd_table_bytes",
+        (Py_ssize_t)fd_table_bytes(self), "ready",
+        (Py_ssize_t)self->ready.len, "timers",
         (Py_ssize_t)self->timers.len, "timers_cancelled",
         self->timers_cancelled, "watches", (Py_ssize_t)nwatch, "ops_inflight",
         (Py_ssize_t)(self->reactor ? self->reactor->ops->inflight(
