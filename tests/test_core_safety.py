@@ -401,3 +401,31 @@ def test_remove_watch_of_closed_socket_finds_it_by_object(loop):
     finally:
         for s_ in (a, b, c, d):
             s_.close()
+
+
+# --- a signal raised by C code the loop calls (issue 9, defect 11) ----------
+
+def test_interrupt_main_from_a_c_callback_acts_before_blocking(loop):
+    import _thread
+
+    woken_by_watchdog = threading.Event()
+    done = threading.Event()
+
+    def watchdog():
+        # Only a hang guard: the interrupt must not need this wake-up.
+        if not done.wait(30):
+            woken_by_watchdog.set()
+            loop.call_soon_threadsafe(lambda: None)
+
+    t = threading.Thread(target=watchdog)
+    t.start()
+    try:
+        # a C function called directly by the loop: no bytecode runs after
+        # it, so nothing but the loop itself looks at the pending signal
+        loop.call_later(0.05, _thread.interrupt_main)
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+    finally:
+        done.set()
+        t.join()
+    assert not woken_by_watchdog.is_set()

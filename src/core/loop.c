@@ -517,6 +517,15 @@ run_once(RlLoop *self)
         timeout_ns = -1;
     }
 
+    /* A signal may be pending without having interrupted anything: raised
+     * by a C function a callback called directly (_thread.interrupt_main(),
+     * signal.raise_signal() from C), or delivered while no bytecode ran
+     * since.  asyncio's Python loop acts on it at its next bytecode; we
+     * must before blocking, or it waits for the next wake-up. */
+    if (timeout_ns != 0 && PyErr_CheckSignals() < 0) {
+        return -1;
+    }
+
     int rc;
     rl_reactor *r = self->reactor;
     Py_BEGIN_ALLOW_THREADS
