@@ -429,3 +429,99 @@ def test_interrupt_main_from_a_c_callback_acts_before_blocking(loop):
         done.set()
         t.join()
     assert not woken_by_watchdog.is_set()
+
+
+# --- recycled handles are not GC-tracked (issue 9, defect 12) ---------------
+
+@pytest.mark.ringloop_only
+def test_recycled_handles_are_not_gc_tracked(loop):
+    import gc
+
+    import ringloop
+
+    for _ in range(20):
+        loop.call_soon(lambda: None)
+        loop.call_later(0, lambda: None)
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert loop._debug_counters()["free_handles"] >= 20
+    # a handle on the free list has no loop and no callback: not an object
+    # anyone may reach
+    kinds = (ringloop.Handle, ringloop.TimerHandle)
+    on_free_list = [o for o in gc.get_objects() if type(o) in kinds and o._loop is None]
+    assert on_free_list == []
+    # taken from the free list, a handle is tracked again
+    h = loop.call_soon(lambda: None)
+    t = loop.call_later(10, lambda: None)
+    assert gc.is_tracked(h) and gc.is_tracked(t)
+    assert loop._debug_counters()["free_handles"] >= 18
+    t.cancel()
+    gc.collect()
+
+
+# --- double Ctrl-C: the traceback's chaining is asyncio's (defect 12) -------
+
+CTRL_C_PROGRAM = r"""
+import asyncio, sys, time
+from conftest import new_loop
+
+which, mode = sys.argv[1], sys.argv[2]
+
+
+async def main():
+    print("ready", flush=True)
+    try:
+        await asyncio.sleep(60)
+    finally:
+        if mode == "sleep":
+            # "cleanup" is printed by a callback while the task waits: the
+            # second Ctrl-C lands in the loop's wait, not in the task
+            asyncio.get_running_loop().call_soon(
+                lambda: print("cleanup", flush=True))
+            await asyncio.sleep(60)
+        else:
+            print("cleanup", flush=True)
+            t = time.monotonic()      # second Ctrl-C lands in the task
+            while time.monotonic() - t < 60:
+                pass
+
+if which == "asyncio":
+    asyncio.run(main())
+else:
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())
+"""
+
+
+def _ctrl_c_twice(which, mode):
+    import signal
+
+    e = dict(os.environ)
+    e["PYTHONPATH"] = PYTHONPATH + os.pathsep + HERE
+    e["RINGLOOP_BACKEND"] = BACKEND
+    e["RINGLOOP_TEST_LOOP"] = TEST_LOOP
+    p = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_PROGRAM, which, mode],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+    )
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGINT)
+        assert p.stdout.readline().strip() == "cleanup"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    # the chain: exception names and the lines that join them
+    chain = [ln for ln in err.splitlines() if ln and not ln.startswith(" ")]
+    return p.returncode, chain
+
+
+@pytest.mark.timeout_s(150)
+@pytest.mark.parametrize("mode", ["sleep", "busy"])
+def test_double_ctrl_c_chaining_matches_asyncio(mode):
+    expected = _ctrl_c_twice("asyncio", mode)
+    assert expected[1][-1] == "KeyboardInterrupt"
+    assert _ctrl_c_twice("loop", mode) == expected

@@ -51,10 +51,12 @@ rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
     }
 
     if (loop->freelist[fi] != NULL) {
+        /* Recycled objects keep refcount 1; they are untracked while on
+         * the free list (not in gc.get_objects()) and tracked again below,
+         * once their fields are valid. */
         h = loop->freelist[fi];
         loop->freelist[fi] = (RlHandle *)h->callback;
         loop->nfree[fi]--;
-        /* Recycled objects keep refcount 1 and stay GC-tracked. */
     }
     else {
         PyTypeObject *tp = is_timer ? st->TimerHandleType : st->HandleType;
@@ -65,7 +67,6 @@ rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
             return NULL;
         }
         h->weakreflist = NULL;
-        PyObject_GC_Track((PyObject *)h);
     }
     h->callback = Py_NewRef(callback);
     h->argtuple = argtuple;
@@ -83,6 +84,7 @@ rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
     h->scheduled = 0;
     h->is_timer = (char)is_timer;
     h->when = 0;
+    PyObject_GC_Track((PyObject *)h);
     if (RL_UNLIKELY(loop->debug)) {
         /* Stack of the Python caller (C functions have no frame). */
         h->source_traceback =
@@ -132,6 +134,9 @@ rl_handle_release(RlLoop *loop, RlHandle *h)
         loop->nfree[fi] < RL_FREELIST_MAX && h->loop == loop) {
         PyObject *old[RL_HANDLE_INLINE_ARGS + 6];
         int n = handle_steal_fields(h, old);
+        /* On the free list the handle is loop-internal memory, not a live
+         * object: the collector must not see it (gc.get_objects()). */
+        PyObject_GC_UnTrack((PyObject *)h);
         /* Beware: h->loop was a reference to loop; the caller still holds
          * one (it is running us), so the decref below cannot free it. */
         h->callback = (PyObject *)loop->freelist[fi];

@@ -1346,12 +1346,7 @@ Loop_traverse(RlLoop *self, visitproc visit, void *arg)
         Py_VISIT((PyObject *)w->handle);
         Py_VISIT(w->fileobj);
     }
-    for (int fi = 0; fi < 2; fi++) {
-        for (RlHandle *h = self->freelist[fi]; h != NULL;
-             h = (RlHandle *)h->callback) {
-            Py_VISIT((PyObject *)h);
-        }
-    }
+    /* The free lists' handles are untracked (handle.c): not visited. */
     if (rl_sock_loop_traverse(self, visit, arg) < 0) {
         return -1;
     }
