@@ -23,5 +23,7 @@ if ! "$py" -c 'import setuptools' 2>/dev/null; then
 fi
 RINGLOOP_WERROR=${RINGLOOP_WERROR:-1}
 export RINGLOOP_WERROR
+# setup.py keeps the objects of each set of switches apart (build_temp/<tag>)
+# and rebuilds the module when the switches differ from its last build.
 exec flock /tmp/ringloop-build.lock "$py" setup.py -q build_ext -i \
-    --build-temp "build/temp-$tag${RINGLOOP_SANITIZE:+-asan}${RINGLOOP_DEBUG:+-dbg}"
+    --build-temp "build/temp-$tag"

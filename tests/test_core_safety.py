@@ -525,3 +525,46 @@ def test_double_ctrl_c_chaining_matches_asyncio(mode):
     expected = _ctrl_c_twice("asyncio", mode)
     assert expected[1][-1] == "KeyboardInterrupt"
     assert _ctrl_c_twice("loop", mode) == expected
+
+
+# --- build switches (issue 9, defect 13) ------------------------------------
+
+def _setup_module():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(HERE), "setup.py")
+    spec = importlib.util.spec_from_file_location("ringloop_setup_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # __name__ is not "__main__": nothing built
+    return mod
+
+
+def test_werror_only_when_asked():
+    setup = _setup_module()
+    cflags, _, _, tag = setup.build_config({})
+    assert "-Werror" not in cflags and "-Wall" in cflags and "-Wextra" in cflags
+    cflags_ci, _, _, tag_ci = setup.build_config({"RINGLOOP_WERROR": "1"})
+    assert "-Werror" in cflags_ci and tag_ci != tag
+    # CI and the development build script turn it on
+    root = os.path.dirname(HERE)
+    with open(os.path.join(root, "scripts", "build-inplace.sh")) as f:
+        assert "RINGLOOP_WERROR=${RINGLOOP_WERROR:-1}" in f.read()
+    with open(os.path.join(root, ".ci", "run")) as f:
+        assert "RINGLOOP_WERROR=1" in f.read()
+
+
+def test_build_switches_get_their_own_objects():
+    setup = _setup_module()
+    tags = {
+        setup.build_config(env)[3]
+        for env in (
+            {},
+            {"RINGLOOP_SANITIZE": "1"},
+            {"RINGLOOP_DEBUG": "1"},
+            {"RINGLOOP_SANITIZE": "1", "RINGLOOP_DEBUG": "1"},
+            {"RINGLOOP_WERROR": "1"},
+            {"CFLAGS": "-O3"},
+        )
+    }
+    assert len(tags) == 6
+    assert setup.build_config({"RINGLOOP_SANITIZE": "0"})[3] == setup.build_config({})[3]
