@@ -49,7 +49,53 @@ def _sighandler_noop(signum, frame):
     wakeup fd, which is all we need."""
 
 
-class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, asyncio.AbstractEventLoop):
+_STATUS = "see the README, 'Status'"
+_PIPES_MISSING = (
+    "ringloop does not support pipe transports yet ({method}): they are a "
+    "later issue (" + _STATUS + "); use asyncio's own loop for pipes"
+)
+_SUBPROCESS_MISSING = (
+    "ringloop does not support subprocesses yet ({method}; also "
+    "asyncio.create_subprocess_exec/_shell): they are a later issue ("
+    + _STATUS + "); use asyncio's own loop to spawn subprocesses"
+)
+_SENDFILE_MISSING = (
+    "ringloop does not support {method} yet: it is a later issue ("
+    + _STATUS + "); send the file's contents with "
+    "{instead} instead, or use asyncio's own loop"
+)
+
+
+class _Unfinished:
+    """What ringloop does not do yet: asyncio's methods that would otherwise
+    fall through to AbstractEventLoop's bare NotImplementedError.  Placed
+    last among Loop's bases, so the mixin that implements one of them
+    (listed before it) wins."""
+
+    async def connect_read_pipe(self, protocol_factory, pipe):
+        raise NotImplementedError(_PIPES_MISSING.format(method="connect_read_pipe()"))
+
+    async def connect_write_pipe(self, protocol_factory, pipe):
+        raise NotImplementedError(_PIPES_MISSING.format(method="connect_write_pipe()"))
+
+    async def subprocess_exec(self, protocol_factory, *args, **kwargs):
+        raise NotImplementedError(_SUBPROCESS_MISSING.format(method="subprocess_exec()"))
+
+    async def subprocess_shell(self, protocol_factory, cmd, **kwargs):
+        raise NotImplementedError(_SUBPROCESS_MISSING.format(method="subprocess_shell()"))
+
+    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
+        raise NotImplementedError(
+            _SENDFILE_MISSING.format(method="loop.sendfile()", instead="transport.write()")
+        )
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        raise NotImplementedError(
+            _SENDFILE_MISSING.format(method="loop.sock_sendfile()", instead="loop.sock_sendall()")
+        )
+
+
+class Loop(_core.Loop, NetworkMixin, DatagramMixin, DnsMixin, _Unfinished, asyncio.AbstractEventLoop):
     """An asyncio event loop with a native core (io_uring or epoll)."""
 
     def __init__(self, *, backend="auto", native_tasks=True):
