@@ -169,6 +169,9 @@ struct RlHandle {
     PyObject *source_traceback;
     PyObject *repr;
     PyObject *weakreflist;
+    /* TimerHandle: `when` as asyncio keeps it (what call_at() got, the sum
+     * call_later() made); NULL until asked for when it is a plain float. */
+    PyObject *when_obj;
     double when;
     char cancelled;
     char scheduled;

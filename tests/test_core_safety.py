@@ -596,3 +596,42 @@ def test_unfinished_method_names_what_is_missing(loop, name):
     msg = str(info.value)
     assert msg.startswith("ringloop does not support")
     assert word in msg and "README" in msg
+
+
+# --- TimerHandle.when() is the `when` asyncio keeps (issue 14) --------------
+
+def _when_facts(lp):
+    import decimal
+    import fractions
+
+    facts = []
+    w = 10**3
+    h = lp.call_at(w, print)
+    facts.append((h.when(), type(h.when()).__name__, h.when() is w, h._when is w))
+    f = 12.5
+    facts.append(lp.call_at(f, print).when() is f)
+    h = lp.call_later(1, print)
+    facts.append((type(h.when()).__name__, h.when() is h.when(), hash(h) == hash(h.when())))
+    facts.append(type(lp.call_later(fractions.Fraction(1, 2), print).when()).__name__)
+    facts.append(type(lp.call_later(True, print).when()).__name__)
+    try:
+        lp.call_later(decimal.Decimal(1), print)
+        facts.append("accepted")
+    except TypeError as exc:
+        facts.append(("TypeError", str(exc)))
+    nan = float("nan")
+    h = lp.call_at(nan, print)
+    facts.append((h.when() is nan, hash(h) == hash(nan)))
+    lp.set_debug(True)
+    facts.append(repr(lp.call_at(7, print)).split(" created at")[0])
+    return facts
+
+
+def test_timer_when_is_what_asyncio_keeps(loop):
+    ref = asyncio.new_event_loop()
+    try:
+        expected = _when_facts(ref)
+    finally:
+        ref.close()
+    assert _when_facts(loop) == expected
+    assert expected[0] == (1000, "int", True, True)

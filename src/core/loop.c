@@ -250,9 +250,11 @@ Loop_call_soon_threadsafe(RlLoop *self, PyObject *const *args,
                             "call_soon_threadsafe", 1);
 }
 
+/* when_obj (borrowed, may be NULL): `when` as asyncio would keep it. */
 static PyObject *
-schedule_timer(RlLoop *self, double when, PyObject *const *args,
-               Py_ssize_t nargs, PyObject *context, const char *method)
+schedule_timer(RlLoop *self, double when, PyObject *when_obj,
+               PyObject *const *args, Py_ssize_t nargs, PyObject *context,
+               const char *method)
 {
     if (rl_loop_check_closed(self) < 0) {
         return NULL;
@@ -276,6 +278,7 @@ schedule_timer(RlLoop *self, double when, PyObject *const *args,
         return NULL;
     }
     h->when = when;
+    h->when_obj = Py_XNewRef(when_obj);
     /* A NaN deadline is due at once: asyncio runs such a timer as soon as
      * it heads its heap (3.11/3.12: max(0, nan) is 0), and a NaN key would
      * break the heap's order (nothing compares below it, so it would sit at
@@ -313,7 +316,7 @@ Loop_call_at(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
     if (when == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    return schedule_timer(self, when, args + 1, nargs - 1, context,
+    return schedule_timer(self, when, args[0], args + 1, nargs - 1, context,
                           "call_at");
 }
 
@@ -336,12 +339,36 @@ Loop_call_later(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
         PyErr_SetString(PyExc_TypeError, "delay must not be None");
         return NULL;
     }
-    double delay = PyFloat_AsDouble(args[0]);
-    if (delay == -1.0 && PyErr_Occurred()) {
+    PyObject *delay_obj = args[0];
+    if (PyFloat_CheckExact(delay_obj) || PyLong_CheckExact(delay_obj)) {
+        /* the common case: when is a float, made only if asked for */
+        double delay = PyFloat_AsDouble(delay_obj);
+        if (delay == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        return schedule_timer(self, rl_loop_time() + delay, NULL, args + 1,
+                              nargs - 1, context, "call_at");
+    }
+    /* asyncio's self.time() + delay, whatever delay is (the sum may be
+     * another type, or fail as asyncio's does) */
+    PyObject *now = PyFloat_FromDouble(rl_loop_time());
+    if (now == NULL) {
         return NULL;
     }
-    return schedule_timer(self, rl_loop_time() + delay, args + 1, nargs - 1,
-                          context, "call_at");
+    PyObject *when_obj = PyNumber_Add(now, delay_obj);
+    Py_DECREF(now);
+    if (when_obj == NULL) {
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(when_obj);
+    if (when == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(when_obj);
+        return NULL;
+    }
+    PyObject *h = schedule_timer(self, when, when_obj, args + 1, nargs - 1,
+                                 context, "call_at");
+    Py_DECREF(when_obj);
+    return h;
 }
 
 /* _add_callback(handle): asyncio's name; schedules an existing Handle (the
