@@ -516,6 +516,16 @@ raise_nan_deadline(RlLoop *self)
 static int
 run_once(RlLoop *self)
 {
+    /* A signal may be pending without having interrupted anything: raised
+     * by a C function a callback called directly (_thread.interrupt_main(),
+     * signal.raise_signal() from C), or delivered while no bytecode ran
+     * since.  asyncio's Python loop acts on it at its next bytecode; we
+     * must before blocking, or it waits for the next wake-up.  Before the
+     * timeout is computed: a handler may schedule callbacks (asyncio.Runner's
+     * SIGINT handler does), and then the wait must not block. */
+    if (PyErr_CheckSignals() < 0) {
+        return -1;
+    }
     clean_timers(self);
 
     int64_t timeout_ns;
@@ -542,15 +552,6 @@ run_once(RlLoop *self)
     }
     else {
         timeout_ns = -1;
-    }
-
-    /* A signal may be pending without having interrupted anything: raised
-     * by a C function a callback called directly (_thread.interrupt_main(),
-     * signal.raise_signal() from C), or delivered while no bytecode ran
-     * since.  asyncio's Python loop acts on it at its next bytecode; we
-     * must before blocking, or it waits for the next wake-up. */
-    if (timeout_ns != 0 && PyErr_CheckSignals() < 0) {
-        return -1;
     }
 
     int rc;
@@ -1546,7 +1547,8 @@ Loop__debug_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
         nwatch++;
     }
     return Py_BuildValue(
-        "{snsnsnsnsnsnsn}", "fd_table_bytes",
+        "{snsnsnsnsnsnsnsn}", "wake_pending",
+        (Py_ssize_t)atomic_load(&self->wake_pending), "fd_table_bytes",
         (Py_ssize_t)fd_table_bytes(self), "ready",
         (Py_ssize_t)self->ready.len, "timers",
         (Py_ssize_t)self->timers.len, "timers_cancelled",
