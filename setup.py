@@ -3,22 +3,60 @@
 Environment switches:
   RINGLOOP_DEBUG=1     asserts on, -O0 -g, RL_DEBUG counters
   RINGLOOP_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer
-  RINGLOOP_WERROR=0    do not turn warnings into errors (default: on)
+  RINGLOOP_WERROR=1    turn warnings into errors (default: off, so that a
+                       newer compiler's new warning never breaks a user's
+                       `pip install`; CI and scripts/build-inplace.sh set it)
+
+Objects are built in a directory named after the switches (build_temp/
+<tag>), so a build with other switches never links objects compiled with
+different ones (e.g. a RINGLOOP_SANITIZE build reusing normal objects).
 """
 import glob
+import hashlib
 import os
 import shlex
 import subprocess
 import sys
 
-from setuptools import Extension, setup
 
-if not sys.platform.startswith("linux"):
-    sys.exit("ringloop needs Linux (io_uring / epoll)")
+def env_flag(environ, name, default="0"):
+    return environ.get(name, default).strip().lower() in ("1", "yes", "true", "on")
 
 
-def env_flag(name, default="0"):
-    return os.environ.get(name, default).strip().lower() in ("1", "yes", "true", "on")
+def build_config(environ):
+    """(cflags, ldflags, macros, tag) for these environment switches; tag
+    names the object directory and changes with every flag."""
+    cflags = [
+        "-std=c11",
+        "-Wall",
+        "-Wextra",
+        "-Wshadow",
+        "-Wstrict-prototypes",
+        "-Wmissing-prototypes",
+        "-fvisibility=hidden",
+    ]
+    ldflags = []
+    macros = []
+    words = []
+    if env_flag(environ, "RINGLOOP_WERROR"):
+        cflags.append("-Werror")
+        words.append("werror")
+    if env_flag(environ, "RINGLOOP_DEBUG"):
+        cflags += ["-O0", "-g3", "-UNDEBUG"]
+        macros.append(("RL_DEBUG", "1"))
+        words.append("dbg")
+    else:
+        cflags += ["-O2"]
+    if env_flag(environ, "RINGLOOP_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+        cflags += san + ["-g"]
+        ldflags += san
+        words.append("asan")
+    # CC/CFLAGS from the environment change the objects as well
+    extra = (environ.get("CC", ""), environ.get("CFLAGS", ""), environ.get("CPPFLAGS", ""))
+    digest = hashlib.sha256(repr((cflags, ldflags, macros, extra)).encode()).hexdigest()[:10]
+    tag = "-".join(words + [digest]) if words else "plain-" + digest
+    return cflags, ldflags, macros, tag
 
 
 def liburing_static():
@@ -32,47 +70,66 @@ def liburing_static():
     return os.path.realpath(out)
 
 
-cflags = [
-    "-std=c11",
-    "-Wall",
-    "-Wextra",
-    "-Wshadow",
-    "-Wstrict-prototypes",
-    "-Wmissing-prototypes",
-    "-fvisibility=hidden",
-]
-ldflags = []
-macros = []
-if env_flag("RINGLOOP_WERROR", "1"):
-    cflags.append("-Werror")
-if env_flag("RINGLOOP_DEBUG"):
-    cflags += ["-O0", "-g3", "-UNDEBUG"]
-    macros.append(("RL_DEBUG", "1"))
-else:
-    cflags += ["-O2"]
-if env_flag("RINGLOOP_SANITIZE"):
-    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
-    cflags += san + ["-g"]
-    ldflags += san
+def main():
+    from setuptools import Extension, setup
+    from setuptools.command.build_ext import build_ext
 
-# src/ is split by layer (ARCHITECTURE.md): each folder is on the include path
-# so a file names a header by its base name wherever the two live.
-SRC_DIRS = sorted(d for d in glob.glob("src/*") if os.path.isdir(d))
+    if not sys.platform.startswith("linux"):
+        sys.exit("ringloop needs Linux (io_uring / epoll)")
 
-ext = Extension(
-    "ringloop._core",
-    sources=sorted(glob.glob("src/*.c") + glob.glob("src/*/*.c")),
-    depends=sorted(glob.glob("src/*.h") + glob.glob("src/*/*.h")),
-    include_dirs=["src"] + SRC_DIRS,
-    define_macros=macros,
-    extra_compile_args=cflags,
-    extra_link_args=ldflags,
-    extra_objects=[liburing_static()],
-)
+    cflags, ldflags, macros, tag = build_config(os.environ)
 
-setup(
-    ext_modules=[ext],
-    package_dir={"": "python"},
-    packages=["ringloop"],
-    package_data={"ringloop": ["py.typed", "*.pyi"]},
-)
+    class BuildExt(build_ext):
+        """build_ext whose objects live in a directory per flag set."""
+
+        def finalize_options(self):
+            super().finalize_options()
+            self.build_temp = os.path.join(self.build_temp, tag)
+
+        def build_extension(self, ext):
+            # setuptools skips an extension whose file is newer than its
+            # sources, whatever switches built it: remember the tag each
+            # output file was built with, and rebuild when it differs.
+            out = os.path.abspath(self.get_ext_fullpath(ext.name))
+            stamp = os.path.join(
+                os.path.dirname(os.path.abspath(__file__)), "build", "flag-stamps",
+                hashlib.sha256(out.encode()).hexdigest()[:16],
+            )
+            try:
+                with open(stamp) as f:
+                    built_with = f.read()
+            except OSError:
+                built_with = None
+            if built_with != f"{tag} {out}" or not os.path.exists(out):
+                self.force = True
+            super().build_extension(ext)
+            os.makedirs(os.path.dirname(stamp), exist_ok=True)
+            with open(stamp, "w") as f:
+                f.write(f"{tag} {out}")
+
+    # src/ is split by layer (ARCHITECTURE.md): each folder is on the include
+    # path so a file names a header by its base name wherever the two live.
+    src_dirs = sorted(d for d in glob.glob("src/*") if os.path.isdir(d))
+
+    ext = Extension(
+        "ringloop._core",
+        sources=sorted(glob.glob("src/*.c") + glob.glob("src/*/*.c")),
+        depends=sorted(glob.glob("src/*.h") + glob.glob("src/*/*.h")),
+        include_dirs=["src"] + src_dirs,
+        define_macros=macros,
+        extra_compile_args=cflags,
+        extra_link_args=ldflags,
+        extra_objects=[liburing_static()],
+    )
+
+    setup(
+        ext_modules=[ext],
+        cmdclass={"build_ext": BuildExt},
+        package_dir={"": "python"},
+        packages=["ringloop"],
+        package_data={"ringloop": ["py.typed", "*.pyi"]},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,12 @@
 #define RL_PY313 (PY_VERSION_HEX >= 0x030D0000)
 #define RL_PY314 (PY_VERSION_HEX >= 0x030E0000)
 
+/* asyncio 3.13 computes _run_once's timeout without max(0, ...), so a NaN
+ * deadline heading the heap reaches the selector, which raises ValueError
+ * (3.11/3.12: the timer runs at once).  tasks.sleep(nan) raises on 3.13 by
+ * itself. */
+#define RL_NAN_DEADLINE_RAISES RL_PY313
+
 /* A METH_FASTCALL function stored in a PyMethodDef: cast through
  * void (*)(void) so -Wcast-function-type stays quiet. */
 #define RL_CFUNC(fn) ((PyCFunction)(void (*)(void))(fn))

@@ -169,6 +169,9 @@ struct RlHandle {
     PyObject *source_traceback;
     PyObject *repr;
     PyObject *weakreflist;
+    /* TimerHandle: `when` as asyncio keeps it (what call_at() got, the sum
+     * call_later() made); NULL until asked for when it is a plain float. */
+    PyObject *when_obj;
     double when;
     char cancelled;
     char scheduled;
@@ -235,6 +238,10 @@ typedef struct rl_watch {
     rl_op op; /* first: the reactor hands us &op */
     RlLoop *loop;  /* borrowed: the loop frees every watch in close() */
     RlHandle *handle; /* strong; NULL once removed */
+    /* strong; NULL once removed: what add_reader() was given, so that
+     * remove_reader(sock) finds the watch after sock.close() (fileno() is
+     * then -1), as asyncio's selector finds its key by the object. */
+    PyObject *fileobj;
     struct rl_watch *next, *prev; /* loop->watches, all live records */
     int fd;
     int dir; /* 0 reader, 1 writer */
@@ -243,6 +250,17 @@ typedef struct rl_watch {
 typedef struct {
     rl_watch *w[2];
 } rl_fdslot;
+
+/* The fd -> watch table is sparse: a directory of pages of
+ * RL_FDPAGE_SLOTS slots.  A page exists while one of its fds is watched;
+ * only fds found open get one (add_reader checks first), so a huge fd
+ * number costs a directory entry per page below it, never a slot each. */
+#define RL_FDPAGE_SHIFT 8
+#define RL_FDPAGE_SLOTS (1 << RL_FDPAGE_SHIFT)
+typedef struct {
+    size_t used; /* non-NULL w[] entries in the page */
+    rl_fdslot slot[RL_FDPAGE_SLOTS];
+} rl_fdpage;
 
 #define RL_FREELIST_MAX 2048
 
@@ -255,8 +273,8 @@ struct RlLoop {
     rl_timerheap timers;
     uint64_t timer_seq;
     Py_ssize_t timers_cancelled;
-    rl_fdslot *fds;
-    size_t nfds;
+    rl_fdpage **fdpages; /* see rl_fdpage; NULL entries for empty pages */
+    size_t nfdpages;
     rl_watch *watches;
     RlHandle *freelist[2]; /* Handle, TimerHandle; linked via ->callback */
     int nfree[2];

@@ -51,10 +51,12 @@ rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
     }
 
     if (loop->freelist[fi] != NULL) {
+        /* Recycled objects keep refcount 1; they are untracked while on
+         * the free list (not in gc.get_objects()) and tracked again below,
+         * once their fields are valid. */
         h = loop->freelist[fi];
         loop->freelist[fi] = (RlHandle *)h->callback;
         loop->nfree[fi]--;
-        /* Recycled objects keep refcount 1 and stay GC-tracked. */
     }
     else {
         PyTypeObject *tp = is_timer ? st->TimerHandleType : st->HandleType;
@@ -65,7 +67,6 @@ rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
             return NULL;
         }
         h->weakreflist = NULL;
-        h->loop = NULL; /* tracked once filled in, below */
     }
     h->callback = Py_NewRef(callback);
     h->argtuple = argtuple;
@@ -79,13 +80,12 @@ rl_handle_new(RlLoop *loop, int is_timer, PyObject *callback,
     h->loop = (RlLoop *)Py_NewRef((PyObject *)loop);
     h->source_traceback = NULL;
     h->repr = NULL;
+    h->when_obj = NULL;
     h->cancelled = 0;
     h->scheduled = 0;
     h->is_timer = (char)is_timer;
     h->when = 0;
-    if (!PyObject_GC_IsTracked((PyObject *)h)) {
-        PyObject_GC_Track((PyObject *)h);
-    }
+    PyObject_GC_Track((PyObject *)h);
     if (RL_UNLIKELY(loop->debug)) {
         /* Stack of the Python caller (C functions have no frame). */
         h->source_traceback =
@@ -124,6 +124,8 @@ handle_steal_fields(RlHandle *h, PyObject **out)
     h->source_traceback = NULL;
     out[n++] = h->repr;
     h->repr = NULL;
+    out[n++] = h->when_obj;
+    h->when_obj = NULL;
     return n;
 }
 
@@ -133,8 +135,11 @@ rl_handle_release(RlLoop *loop, RlHandle *h)
     int fi = freelist_index(h->is_timer);
     if (Py_REFCNT(h) == 1 && h->weakreflist == NULL && !loop->closed &&
         loop->nfree[fi] < RL_FREELIST_MAX && h->loop == loop) {
-        PyObject *old[RL_HANDLE_INLINE_ARGS + 6];
+        PyObject *old[RL_HANDLE_INLINE_ARGS + 7];
         int n = handle_steal_fields(h, old);
+        /* On the free list the handle is loop-internal memory, not a live
+         * object: the collector must not see it (gc.get_objects()). */
+        PyObject_GC_UnTrack((PyObject *)h);
         /* Beware: h->loop was a reference to loop; the caller still holds
          * one (it is running us), so the decref below cannot free it. */
         h->callback = (PyObject *)loop->freelist[fi];
@@ -344,6 +349,7 @@ Handle_traverse(RlHandle *h, visitproc visit, void *arg)
     Py_VISIT(h->loop);
     Py_VISIT(h->source_traceback);
     Py_VISIT(h->repr);
+    Py_VISIT(h->when_obj);
     return 0;
 }
 
@@ -354,7 +360,7 @@ Handle_clear(RlHandle *h)
         /* On a free list: callback links the list, not a reference. */
         return 0;
     }
-    PyObject *old[RL_HANDLE_INLINE_ARGS + 6];
+    PyObject *old[RL_HANDLE_INLINE_ARGS + 7];
     int n = handle_steal_fields(h, old);
     for (int i = 0; i < n; i++) {
         Py_XDECREF(old[i]);
@@ -536,16 +542,30 @@ Handle_get_repr_attr(RlHandle *h, void *Py_UNUSED(c))
     return Py_NewRef(h->repr ? h->repr : Py_None);
 }
 
+/* asyncio's TimerHandle._when: the object itself, made once from the
+ * double when the loop computed a plain float (so that when() is when()). */
+static PyObject *
+timer_when_obj(RlHandle *h)
+{
+    if (h->when_obj == NULL) {
+        h->when_obj = PyFloat_FromDouble(h->when);
+        if (h->when_obj == NULL) {
+            return NULL;
+        }
+    }
+    return Py_NewRef(h->when_obj);
+}
+
 static PyObject *
 TimerHandle_when(RlHandle *h, PyObject *Py_UNUSED(ignored))
 {
-    return PyFloat_FromDouble(h->when);
+    return timer_when_obj(h);
 }
 
 static PyObject *
 TimerHandle_get_when(RlHandle *h, void *Py_UNUSED(c))
 {
-    return PyFloat_FromDouble(h->when);
+    return timer_when_obj(h);
 }
 
 static PyObject *
@@ -557,7 +577,7 @@ TimerHandle_get_scheduled(RlHandle *h, void *Py_UNUSED(c))
 static Py_hash_t
 TimerHandle_hash(RlHandle *h)
 {
-    PyObject *f = PyFloat_FromDouble(h->when);
+    PyObject *f = timer_when_obj(h);
     if (f == NULL) {
         return -1;
     }

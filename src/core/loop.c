@@ -10,6 +10,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -206,6 +208,17 @@ call_soon_common(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
     if (h == NULL) {
         return NULL;
     }
+    /* Beware: the debug checks and rl_handle_new (context copy, a GC pass
+     * running finalizers, the debug traceback) may run Python code, and
+     * any Python code lets another thread take the GIL and close the loop,
+     * which frees the ready queue and the reactor.  Check again; from here
+     * to the wake-up nothing runs Python, so close() (which holds the GIL
+     * throughout) cannot come in between. */
+    if (RL_UNLIKELY(self->closed || self->reactor == NULL)) {
+        Py_DECREF(h);
+        (void)rl_loop_check_closed(self);
+        return NULL;
+    }
     Py_INCREF(h);
     if (rl_loop_push_handle(self, h) < 0) {
         Py_DECREF(h);
@@ -237,9 +250,11 @@ Loop_call_soon_threadsafe(RlLoop *self, PyObject *const *args,
                             "call_soon_threadsafe", 1);
 }
 
+/* when_obj (borrowed, may be NULL): `when` as asyncio would keep it. */
 static PyObject *
-schedule_timer(RlLoop *self, double when, PyObject *const *args,
-               Py_ssize_t nargs, PyObject *context, const char *method)
+schedule_timer(RlLoop *self, double when, PyObject *when_obj,
+               PyObject *const *args, Py_ssize_t nargs, PyObject *context,
+               const char *method)
 {
     if (rl_loop_check_closed(self) < 0) {
         return NULL;
@@ -255,8 +270,21 @@ schedule_timer(RlLoop *self, double when, PyObject *const *args,
     if (h == NULL) {
         return NULL;
     }
+    /* Beware: as in call_soon_common, Python code may have run (and the
+     * loop been closed from another thread) since the first check. */
+    if (RL_UNLIKELY(self->closed || self->reactor == NULL)) {
+        Py_DECREF(h);
+        (void)rl_loop_check_closed(self);
+        return NULL;
+    }
     h->when = when;
-    if (rl_timerheap_push(&self->timers, when, self->timer_seq++, h) < 0) {
+    h->when_obj = Py_XNewRef(when_obj);
+    /* A NaN deadline is due at once: asyncio runs such a timer as soon as
+     * it heads its heap (3.11/3.12: max(0, nan) is 0), and a NaN key would
+     * break the heap's order (nothing compares below it, so it would sit at
+     * the top and hold every later timer back).  The handle keeps NaN. */
+    double key = isnan(when) ? -INFINITY : when;
+    if (rl_timerheap_push(&self->timers, key, self->timer_seq++, h) < 0) {
         Py_DECREF(h);
         return PyErr_NoMemory();
     }
@@ -288,7 +316,7 @@ Loop_call_at(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
     if (when == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    return schedule_timer(self, when, args + 1, nargs - 1, context,
+    return schedule_timer(self, when, args[0], args + 1, nargs - 1, context,
                           "call_at");
 }
 
@@ -311,12 +339,36 @@ Loop_call_later(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
         PyErr_SetString(PyExc_TypeError, "delay must not be None");
         return NULL;
     }
-    double delay = PyFloat_AsDouble(args[0]);
-    if (delay == -1.0 && PyErr_Occurred()) {
+    PyObject *delay_obj = args[0];
+    if (PyFloat_CheckExact(delay_obj) || PyLong_CheckExact(delay_obj)) {
+        /* the common case: when is a float, made only if asked for */
+        double delay = PyFloat_AsDouble(delay_obj);
+        if (delay == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        return schedule_timer(self, rl_loop_time() + delay, NULL, args + 1,
+                              nargs - 1, context, "call_at");
+    }
+    /* asyncio's self.time() + delay, whatever delay is (the sum may be
+     * another type, or fail as asyncio's does) */
+    PyObject *now = PyFloat_FromDouble(rl_loop_time());
+    if (now == NULL) {
         return NULL;
     }
-    return schedule_timer(self, rl_loop_time() + delay, args + 1, nargs - 1,
-                          context, "call_at");
+    PyObject *when_obj = PyNumber_Add(now, delay_obj);
+    Py_DECREF(now);
+    if (when_obj == NULL) {
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(when_obj);
+    if (when == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(when_obj);
+        return NULL;
+    }
+    PyObject *h = schedule_timer(self, when, when_obj, args + 1, nargs - 1,
+                                 context, "call_at");
+    Py_DECREF(when_obj);
+    return h;
 }
 
 /* _add_callback(handle): asyncio's name; schedules an existing Handle (the
@@ -441,9 +493,39 @@ run_ready_debug(RlLoop *self, size_t ntodo)
     return 0;
 }
 
+#if RL_NAN_DEADLINE_RAISES
+/* 3.13's _run_once passes a NaN timeout to the selector when a NaN deadline
+ * heads the heap and nothing is ready, and select() raises ValueError out of
+ * run_forever().  Raise the same, but drop that timer (it is cancelled):
+ * asyncio would raise again at every later run, the loop stuck for good. */
+static int
+raise_nan_deadline(RlLoop *self)
+{
+    RlHandle *h = rl_timerheap_pop(&self->timers);
+    h->scheduled = 0;
+    int rc = rl_handle_cancel(h);
+    Py_DECREF(h);
+    if (rc == 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "cannot convert float NaN to integer");
+    }
+    return -1;
+}
+#endif
+
 static int
 run_once(RlLoop *self)
 {
+    /* A signal may be pending without having interrupted anything: raised
+     * by a C function a callback called directly (_thread.interrupt_main(),
+     * signal.raise_signal() from C), or delivered while no bytecode ran
+     * since.  asyncio's Python loop acts on it at its next bytecode; we
+     * must before blocking, or it waits for the next wake-up.  Before the
+     * timeout is computed: a handler may schedule callbacks (asyncio.Runner's
+     * SIGINT handler does), and then the wait must not block. */
+    if (PyErr_CheckSignals() < 0) {
+        return -1;
+    }
     clean_timers(self);
     if (RL_UNLIKELY(rl_net_loop_wants_before_wait(&self->net,
                                                   self->sock.reqs))) {
@@ -455,8 +537,14 @@ run_once(RlLoop *self)
         timeout_ns = 0;
     }
     else if (self->timers.len) {
-        double t = rl_timerheap_peek(&self->timers)->when - rl_loop_time();
-        if (!(t > 0)) { /* also NaN */
+        const rl_timer *top = rl_timerheap_peek(&self->timers);
+#if RL_NAN_DEADLINE_RAISES
+        if (RL_UNLIKELY(isnan(((RlHandle *)top->data)->when))) {
+            return raise_nan_deadline(self);
+        }
+#endif
+        double t = top->when - rl_loop_time();
+        if (!(t > 0)) {
             timeout_ns = 0;
         }
         else {
@@ -647,16 +735,15 @@ watch_cb(rl_op *op, int32_t res, uint32_t flags)
     (void)rl_reactor_submit(loop->reactor, op);
 }
 
-/* selectors._fileobj_to_fd */
+/* selectors._fileobj_to_fd.  *fd is -1 (and 0 is returned) for an fd
+ * number that does not fit an int: asyncio's selector takes it and epoll
+ * then raises OverflowError, which the callers reproduce. */
 static int
 fileobj_to_fd(RlLoop *self, PyObject *fileobj, int *fd)
 {
-    long v;
+    PyObject *num;
     if (PyLong_Check(fileobj)) {
-        v = PyLong_AsLong(fileobj);
-        if (v == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        num = Py_NewRef(fileobj);
     }
     else {
         PyObject *meth = NULL, *r = NULL;
@@ -683,39 +770,114 @@ fileobj_to_fd(RlLoop *self, PyObject *fileobj, int *fd)
                          fileobj);
             return -1;
         }
-        v = PyLong_AsLong(r);
-        Py_DECREF(r);
-        if (v == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        num = r;
     }
-    if (v < 0 || v > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", v);
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(num, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(num);
         return -1;
     }
-    *fd = (int)v;
+    if (overflow < 0 || (overflow == 0 && v < 0)) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %S", num);
+        Py_DECREF(num);
+        return -1;
+    }
+    Py_DECREF(num);
+    *fd = (overflow > 0 || v > INT_MAX) ? -1 : (int)v;
     return 0;
 }
 
-static int
-ensure_fdslot(RlLoop *self, int fd)
+/* The slot of fd, or NULL if no fd of its page is watched. */
+static rl_fdslot *
+fd_slot(RlLoop *self, int fd)
 {
-    if ((size_t)fd < self->nfds) {
-        return 0;
+    size_t pi = (size_t)fd >> RL_FDPAGE_SHIFT;
+    if (pi >= self->nfdpages || self->fdpages[pi] == NULL) {
+        return NULL;
     }
-    size_t n = self->nfds ? self->nfds : 64;
-    while (n <= (size_t)fd) {
-        n *= 2;
+    return &self->fdpages[pi]->slot[fd & (RL_FDPAGE_SLOTS - 1)];
+}
+
+static rl_watch *
+fd_watch(RlLoop *self, int fd, int dir)
+{
+    rl_fdslot *sl = fd_slot(self, fd);
+    return sl != NULL ? sl->w[dir] : NULL;
+}
+
+/* Make room for fd's slot (the directory grows geometrically, the page is
+ * allocated); -1 with MemoryError.  No Python code runs. */
+static int
+fd_slot_reserve(RlLoop *self, int fd)
+{
+    size_t pi = (size_t)fd >> RL_FDPAGE_SHIFT;
+    if (pi >= self->nfdpages) {
+        size_t n = self->nfdpages ? self->nfdpages : 4;
+        while (n <= pi) {
+            n *= 2;
+        }
+        rl_fdpage **nd = PyMem_Realloc(self->fdpages, n * sizeof(*nd));
+        if (nd == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memset(nd + self->nfdpages, 0, (n - self->nfdpages) * sizeof(*nd));
+        self->fdpages = nd;
+        self->nfdpages = n;
     }
-    rl_fdslot *nf = PyMem_Realloc(self->fds, n * sizeof(rl_fdslot));
-    if (nf == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    if (self->fdpages[pi] == NULL) {
+        self->fdpages[pi] = PyMem_Calloc(1, sizeof(rl_fdpage));
+        if (self->fdpages[pi] == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
-    memset(nf + self->nfds, 0, (n - self->nfds) * sizeof(rl_fdslot));
-    self->fds = nf;
-    self->nfds = n;
     return 0;
+}
+
+/* Set fd's watch for dir (its page must exist); a page left empty is
+ * freed. */
+static void
+fd_slot_set(RlLoop *self, int fd, int dir, rl_watch *w)
+{
+    size_t pi = (size_t)fd >> RL_FDPAGE_SHIFT;
+    rl_fdpage *pg = self->fdpages[pi];
+    rl_watch **sl = &pg->slot[fd & (RL_FDPAGE_SLOTS - 1)].w[dir];
+    if (*sl == NULL && w != NULL) {
+        pg->used++;
+    }
+    else if (*sl != NULL && w == NULL) {
+        pg->used--;
+    }
+    *sl = w;
+    if (pg->used == 0) {
+        PyMem_Free(pg);
+        self->fdpages[pi] = NULL;
+    }
+}
+
+static void
+fd_table_free(RlLoop *self)
+{
+    for (size_t i = 0; i < self->nfdpages; i++) {
+        PyMem_Free(self->fdpages[i]);
+    }
+    PyMem_Free(self->fdpages);
+    self->fdpages = NULL;
+    self->nfdpages = 0;
+}
+
+static size_t
+fd_table_bytes(RlLoop *self)
+{
+    size_t n = self->nfdpages * sizeof(rl_fdpage *);
+    for (size_t i = 0; i < self->nfdpages; i++) {
+        if (self->fdpages[i] != NULL) {
+            n += sizeof(rl_fdpage);
+        }
+    }
+    return n;
 }
 
 static PyObject *
@@ -733,41 +895,68 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
     if (fileobj_to_fd(self, args[0], &fd) < 0) {
         return NULL;
     }
-    if (rl_net_check_fd_free(self, fd) < 0 ||
-        rl_sock_check_fd_free(self, fd) < 0) {
+    if (fd >= 0 && (rl_net_check_fd_free(self, fd) < 0 ||
+                    rl_sock_check_fd_free(self, fd) < 0)) {
         return NULL;
     }
     if (rl_loop_check_closed(self) < 0) {
         return NULL;
     }
-    if (ensure_fdslot(self, fd) < 0) {
+    if (fd < 0) {
+        /* what epoll.register() raises for such a number */
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
         return NULL;
     }
     RlHandle *h = rl_handle_new(self, 0, args[1], args + 2, nargs - 2, NULL);
     if (h == NULL) {
         return NULL;
     }
-    rl_watch *w = self->fds[fd].w[dir];
+    /* Beware: rl_handle_new may have run Python code (context copy, GC),
+     * which may have closed the loop or changed the watches: look now, and
+     * run no Python code until the table is consistent again. */
+    if (RL_UNLIKELY(self->closed || self->reactor == NULL)) {
+        Py_DECREF(h);
+        (void)rl_loop_check_closed(self);
+        return NULL;
+    }
+    rl_watch *w = fd_watch(self, fd, dir);
     if (w != NULL) {
-        /* Replace the callback, as asyncio does; the poll stays armed. */
+        /* Replace the callback, as asyncio does; the poll stays armed (and
+         * the object first given stays the one remove_*() knows, as
+         * asyncio's selector key keeps it). */
         RlHandle *old = w->handle;
         w->handle = h;
+        int err = 0;
+        if (w->op.state == RL_OPS_IDLE) {
+            w->op.flags = RL_OPF_CHECK_FD | RL_OPF_USER_FD;
+            err = rl_reactor_submit(self->reactor, &w->op);
+        }
         int rc = rl_handle_cancel(old);
         Py_DECREF(old);
+        if (err < 0) {
+            return rl_raise_errno(err);
+        }
         if (rc < 0) {
             return NULL;
         }
-        if (w->op.state == RL_OPS_IDLE) {
-            w->op.flags = RL_OPF_CHECK_FD | RL_OPF_USER_FD;
-            int err = rl_reactor_submit(self->reactor, &w->op);
-            if (err < 0) {
-                return rl_raise_errno(err);
-            }
-        }
         Py_RETURN_NONE;
+    }
+    /* Check that fd is open before it takes room in the table: asyncio's
+     * epoll_ctl fails with EBADF for any number, 2**24 or 2**31 - 1, and
+     * so must we, without growing anything first. */
+    if (fcntl(fd, F_GETFD) < 0) {
+        int e = errno;
+        Py_DECREF(h);
+        return rl_raise_errno(-e);
+    }
+    if (fd_slot_reserve(self, fd) < 0) {
+        Py_DECREF(h);
+        return NULL;
     }
     w = PyMem_Calloc(1, sizeof(rl_watch));
     if (w == NULL) {
+        fd_slot_set(self, fd, dir, NULL); /* frees a page made for it */
         Py_DECREF(h);
         return PyErr_NoMemory();
     }
@@ -784,17 +973,32 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
     w->dir = dir;
     int err = rl_reactor_submit(self->reactor, &w->op);
     if (err < 0) {
-        Py_DECREF(h);
         PyMem_Free(w);
+        fd_slot_set(self, fd, dir, NULL);
+        Py_DECREF(h);
         return rl_raise_errno(err);
     }
+    w->fileobj = Py_NewRef(args[0]);
     w->next = self->watches;
     if (w->next != NULL) {
         w->next->prev = w;
     }
     self->watches = w;
-    self->fds[fd].w[dir] = w;
+    fd_slot_set(self, fd, dir, w);
     Py_RETURN_NONE;
+}
+
+/* selectors' _fileobj_lookup fallback: the fd a watch was registered
+ * with for this very object (a socket closed since: fileno() is -1). */
+static int
+fd_of_watched_object(RlLoop *self, PyObject *fileobj)
+{
+    for (rl_watch *w = self->watches; w != NULL; w = w->next) {
+        if (w->fileobj == fileobj && w->handle != NULL) {
+            return w->fd;
+        }
+    }
+    return -1;
 }
 
 static PyObject *
@@ -802,22 +1006,28 @@ remove_watch(RlLoop *self, PyObject *fileobj, int dir)
 {
     int fd;
     if (fileobj_to_fd(self, fileobj, &fd) < 0) {
-        return NULL;
+        if (!PyErr_ExceptionMatches(PyExc_ValueError) ||
+            (fd = fd_of_watched_object(self, fileobj)) < 0) {
+            return NULL;
+        }
+        PyErr_Clear();
     }
-    if (rl_net_check_fd_free(self, fd) < 0 ||
-        rl_sock_check_fd_free(self, fd) < 0) {
+    else if (fd >= 0 && (rl_net_check_fd_free(self, fd) < 0 ||
+                         rl_sock_check_fd_free(self, fd) < 0)) {
         return NULL;
     }
     if (self->closed || self->reactor == NULL) {
         Py_RETURN_FALSE;
     }
-    if ((size_t)fd >= self->nfds || self->fds[fd].w[dir] == NULL) {
+    rl_watch *w = fd < 0 ? NULL : fd_watch(self, fd, dir);
+    if (w == NULL) {
         Py_RETURN_FALSE;
     }
-    rl_watch *w = self->fds[fd].w[dir];
-    self->fds[fd].w[dir] = NULL;
+    fd_slot_set(self, fd, dir, NULL);
     RlHandle *h = w->handle;
+    PyObject *fobj = w->fileobj;
     w->handle = NULL;
+    w->fileobj = NULL;
     int rc = rl_reactor_cancel(self->reactor, &w->op);
     if (rc == -ENOENT) {
         /* Not armed (its poll had failed): nothing will come back. */
@@ -827,6 +1037,7 @@ remove_watch(RlLoop *self, PyObject *fileobj, int dir)
     /* else watch_cb frees it at the final completion */
     rc = rl_handle_cancel(h);
     Py_DECREF(h);
+    Py_XDECREF(fobj);
     if (rc < 0) {
         return NULL;
     }
@@ -1014,13 +1225,14 @@ loop_release_core(RlLoop *self)
         rl_watch *w = self->watches;
         watch_unlink(self, w);
         RlHandle *h = w->handle;
+        PyObject *fobj = w->fileobj;
         w->handle = NULL;
+        w->fileobj = NULL;
         PyMem_Free(w);
         Py_XDECREF(h);
+        Py_XDECREF(fobj);
     }
-    PyMem_Free(self->fds);
-    self->fds = NULL;
-    self->nfds = 0;
+    fd_table_free(self);
     /* 3. queued callbacks are dropped, not run (asyncio clears _ready) */
     while (self->ready.len) {
         rl_callback c = rl_ready_pop(&self->ready);
@@ -1172,13 +1384,9 @@ Loop_traverse(RlLoop *self, visitproc visit, void *arg)
     }
     for (rl_watch *w = self->watches; w != NULL; w = w->next) {
         Py_VISIT((PyObject *)w->handle);
+        Py_VISIT(w->fileobj);
     }
-    for (int fi = 0; fi < 2; fi++) {
-        for (RlHandle *h = self->freelist[fi]; h != NULL;
-             h = (RlHandle *)h->callback) {
-            Py_VISIT((PyObject *)h);
-        }
-    }
+    /* The free lists' handles are untracked (handle.c): not visited. */
     if (rl_sock_loop_traverse(self, visit, arg) < 0) {
         return -1;
     }
@@ -1351,7 +1559,10 @@ Loop__debug_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
         nwatch++;
     }
     return Py_BuildValue(
-        "{snsnsnsnsnsn}", "ready", (Py_ssize_t)self->ready.len, "timers",
+        "{snsnsnsnsnsnsnsn}", "wake_pending",
+        (Py_ssize_t)atomic_load(&self->wake_pending), "fd_table_bytes",
+        (Py_ssize_t)fd_table_bytes(self), "ready",
+        (Py_ssize_t)self->ready.len, "timers",
         (Py_ssize_t)self->timers.len, "timers_cancelled",
         self->timers_cancelled, "watches", (Py_ssize_t)nwatch, "ops_inflight",
         (Py_ssize_t)(self->reactor ? self->reactor->ops->inflight(
