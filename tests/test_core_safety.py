@@ -15,7 +15,9 @@ import ringloop
 from conftest import BACKEND, TEST_LOOP, new_loop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PYTHONPATH = os.path.join(os.path.dirname(HERE), "python")
+# The ringloop this pytest imported (in CI: the installed copy, not the
+# sources, which have no built _core next to them).
+PYTHONPATH = os.path.dirname(os.path.dirname(os.path.abspath(ringloop.__file__)))
 
 
 def run_script(code, *args, timeout=120, env=None):
