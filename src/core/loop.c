@@ -171,6 +171,21 @@ parse_context_kw(RlLoop *loop, PyObject *const *kwvalues, PyObject *kwnames,
 /* ---------------------------------------------------------------------- */
 /* scheduling */
 
+/* Wake the loop for a record just queued from outside its own pass
+ * (another thread, a signal handler), unless a wake-up is already on its
+ * way.  wake_pending is set only here, right after a push, and cleared by
+ * run_once() after its dispatch: so while it is set, either the eventfd
+ * write it stands for is still to be consumed or the record is still in
+ * the ready queue, and either keeps the loop from blocking (see run_once).
+ * Called with the GIL and an open loop. */
+static void
+wake_for_queued(RlLoop *self)
+{
+    if (!atomic_exchange(&self->wake_pending, 1)) {
+        rl_reactor_wakeup(self->reactor);
+    }
+}
+
 int
 rl_loop_push_handle(RlLoop *loop, RlHandle *h)
 {
@@ -225,11 +240,7 @@ call_soon_common(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (threadsafe) {
-        /* Wake the loop unless a wake-up is already on its way; the loop
-         * clears the flag after each wait, before running callbacks. */
-        if (!atomic_exchange(&self->wake_pending, 1)) {
-            rl_reactor_wakeup(self->reactor);
-        }
+        wake_for_queued(self);
     }
     return (PyObject *)h;
 }
@@ -395,8 +406,10 @@ static PyObject *
 Loop__add_callback_signalsafe(RlLoop *self, PyObject *handle)
 {
     PyObject *r = Loop__add_callback(self, handle);
-    if (r != NULL && !atomic_exchange(&self->wake_pending, 1)) {
-        rl_reactor_wakeup(self->reactor);
+    /* A cancelled handle is not queued: then nothing needs a wake-up, and
+     * the flag must not claim one (see wake_for_queued). */
+    if (r != NULL && !((RlHandle *)handle)->cancelled) {
+        wake_for_queued(self);
     }
     return r;
 }
@@ -417,11 +430,13 @@ Loop__make_handle(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
                                      NULL);
 }
 
+/* A bare wake-up (asyncio's name): one eventfd write, always.  It queues
+ * nothing, so it leaves wake_pending alone: set without a queued record,
+ * the flag would outlive the write once a dispatch consumed it. */
 static PyObject *
 Loop__write_to_self(RlLoop *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->reactor != NULL && !self->closed) {
-        atomic_store(&self->wake_pending, 1);
         rl_reactor_wakeup(self->reactor);
     }
     Py_RETURN_NONE;
@@ -563,7 +578,6 @@ run_once(RlLoop *self)
     Py_BEGIN_ALLOW_THREADS
     rc = rl_reactor_wait(r, timeout_ns);
     Py_END_ALLOW_THREADS
-    atomic_store(&self->wake_pending, 0);
     if (rc < 0 && rc != -EINTR) {
         const char *why = rl_reactor_explain(r, rc);
         if (why != NULL) {
@@ -582,6 +596,19 @@ run_once(RlLoop *self)
         return -1;
     }
     rl_reactor_dispatch(r);
+    /* Clear wake_pending (see wake_for_queued) here, after the dispatch:
+     * the reactor consumes wake-ups there (io_uring reaps the eventfd
+     * poll's completion, epoll reads the eventfd).  Cleared at the end of
+     * the wait, as it was, a signal handler run above that posts a record
+     * (asyncio.Runner's SIGINT handler calls call_soon_threadsafe()) set
+     * the flag and wrote, the dispatch consumed the write, the record ran
+     * in this pass, and the flag stayed set through the next blocking
+     * wait: every later call_soon_threadsafe() skipped its write and the
+     * loop slept with callbacks ready.  A record queued before this point
+     * is seen by the next timeout; a call after it writes (at worst one
+     * spurious wake-up).  The early returns above leave the flag set: no
+     * dispatch ran since it was last cleared, so its write is pending. */
+    atomic_store(&self->wake_pending, 0);
     if (RL_UNLIKELY(PyErr_Occurred())) {
         return -1;
     }

@@ -190,7 +190,11 @@ typedef struct rl_reactor_ops {
      * of callbacks made. */
     int (*dispatch)(rl_reactor *r);
     /* Thread-safe and async-signal-safe: make a concurrent or the next
-     * wait() return promptly. */
+     * wait() return promptly.  The wake-up is consumed by a dispatch()
+     * (io_uring reaps the eventfd poll's CQE, epoll reads the eventfd),
+     * so one made between wait() and dispatch() may be consumed by that
+     * dispatch() without ending any wait; the loop's wake_pending flag is
+     * cleared after dispatch() for that reason (loop.c run_once). */
     void (*wakeup)(rl_reactor *r);
     /* Number of ops ARMED or CANCELLING (debug counters, leak checks). */
     size_t (*inflight)(rl_reactor *r);
