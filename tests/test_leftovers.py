@@ -1,0 +1,267 @@
+"""Issue 9 loose ends found while merging (the "leftovers" helper):
+
+1. sock_accept() on a socket that does not listen raises at once, with
+   socket.accept()'s error, as asyncio (whose first step calls it);
+2. the C request objects behind loop.sock_* follow the coroutine protocol
+   (send/throw/close) exactly as a coroutine suspended in `await fut`;
+3. scheduling on a loop that Python code closed in the middle of it (the
+   check-then-run-Python race) raises "Event loop is closed" instead of
+   queueing on the closed loop;
+4. a loop whose ring cannot be drained when it closes (DEFER_TASKRUN ring
+   closed from another thread) leaks the ops the kernel may still use and
+   what they pin, never frees them.
+
+Tests not marked ringloop_only assert asyncio's behaviour
+(RINGLOOP_TEST_LOOP=asyncio runs them against stock asyncio)."""
+import asyncio
+import contextlib
+import errno
+import gc
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+from conftest import is_ringloop
+
+
+def run(loop, coro, timeout=20):
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+# ---------------------------------------------------------------------------
+# 1. sock_accept() on a socket that is not listening
+
+
+@contextlib.contextmanager
+def not_listening(kind):
+    """A non-blocking socket that does not listen (and what else must be
+    closed with it)."""
+    extra = []
+    if kind == "tcp-unbound":
+        s = socket.socket()
+    elif kind == "tcp-bound":
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+    elif kind == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+    elif kind == "unix-connected":
+        s, peer = socket.socketpair()
+        extra.append(peer)
+    else:
+        raise AssertionError(kind)
+    s.setblocking(False)
+    try:
+        yield s
+    finally:
+        s.close()
+        for x in extra:
+            x.close()
+
+
+KINDS = ["tcp-unbound", "tcp-bound", "udp", "unix-connected"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sock_accept_not_listening_first_step_raises(loop, kind):
+    """asyncio's first step calls sock.accept(), which fails at once: the
+    coroutine raises on its first send(), with that error.  (Before: the
+    ACCEPT op was armed and the error came one iteration later on io_uring,
+    never on epoll for a UDP or a connected socket.)"""
+    with not_listening(kind) as s:
+        with pytest.raises(OSError) as ref:
+            s.accept()
+        coro = loop.sock_accept(s)
+        try:
+            with pytest.raises(OSError) as got:
+                coro.send(None)
+        finally:
+            coro.close()
+        assert type(got.value) is type(ref.value)
+        assert got.value.errno == ref.value.errno
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sock_accept_not_listening_in_task(loop, kind):
+    """The same from a task: the loop does not hang on it (epoll used to
+    wait for a POLLIN that never comes)."""
+    expected = {"udp": errno.EOPNOTSUPP}.get(kind, errno.EINVAL)
+    with not_listening(kind) as s:
+        async def main():
+            t = asyncio.ensure_future(loop.sock_accept(s))
+            # The task's first step settles it; a few iterations at most.
+            for _ in range(5):
+                if t.done():
+                    break
+                await asyncio.sleep(0)
+            assert t.done()
+            return t.exception()
+
+        exc = run(loop, main())
+        assert isinstance(exc, OSError) and exc.errno == expected
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_UNIX])
+def test_sock_accept_pending_and_later_connections(loop, family):
+    """A connection already in the backlog is taken by the first attempt;
+    one that arrives later by the armed op.  Both come back as
+    (non-blocking socket, peer address), as asyncio gives them."""
+    if family == socket.AF_UNIX:
+        import tempfile
+        d = tempfile.mkdtemp()
+        addr = os.path.join(d, "s")
+    else:
+        addr = ("127.0.0.1", 0)
+    lst = socket.socket(family, socket.SOCK_STREAM)
+    lst.bind(addr)
+    lst.listen(4)
+    lst.setblocking(False)
+    addr = lst.getsockname()
+    clients, conns = [], []
+    try:
+        c1 = socket.socket(family, socket.SOCK_STREAM)
+        clients.append(c1)
+        c1.connect(addr)
+
+        async def main():
+            conn, peer = await loop.sock_accept(lst)  # already queued
+            conns.append(conn)
+            t = asyncio.ensure_future(loop.sock_accept(lst))
+            await asyncio.sleep(0)
+            assert not t.done()
+            c2 = socket.socket(family, socket.SOCK_STREAM)
+            clients.append(c2)
+            c2.setblocking(False)
+            await loop.sock_connect(c2, addr)
+            conn2, peer2 = await t
+            conns.append(conn2)
+            return peer, peer2
+
+        peer, peer2 = run(loop, main())
+        for conn in conns:
+            assert conn.gettimeout() == 0
+            assert not conn.get_inheritable()
+        if family == socket.AF_INET:
+            assert peer == clients[0].getsockname()
+            assert peer2 == clients[1].getsockname()
+        clients[0].sendall(b"ping")
+        assert _readable(conns[0])
+        assert conns[0].recv(10) == b"ping"
+    finally:
+        for s in clients + conns + [lst]:
+            s.close()
+        if family == socket.AF_UNIX:
+            os.unlink(addr)
+            os.rmdir(os.path.dirname(addr))
+
+
+def _readable(sock):
+    import select
+    return bool(select.select([sock], [], [], 5)[0])
+
+
+# ---------------------------------------------------------------------------
+# 2. the C request objects follow the coroutine protocol
+
+
+def _tb():
+    try:
+        raise KeyError
+    except KeyError as e:
+        return e.__traceback__
+
+
+def _try(f):
+    try:
+        return ("ok", type(f()).__name__)
+    except BaseException as e:  # noqa: BLE001 - the protocol is the point
+        return ("raised", type(e).__name__, str(e))
+
+
+# Each scenario drives an object through send/throw/close; the outcome of
+# the last step is compared (earlier steps only set the state up).
+SCENARIOS = {
+    "send_none_first": lambda o: o.send(None),
+    "send_value_first": lambda o: o.send(1),
+    "send_value_first_then_none": lambda o: (_try(lambda: o.send(1)), o.send(None))[1],
+    "throw_non_exception_first_then_send": lambda o: (_try(lambda: o.throw(42)), o.send(None))[1],
+    "throw_bad_tb_first_then_send": lambda o: (_try(lambda: o.throw(ValueError, None, 5)), o.send(None))[1],
+    "throw_instance_with_value_first": lambda o: o.throw(ValueError(), 1),
+    "throw_first": lambda o: o.throw(ValueError),
+    "throw_instance_tb_first": lambda o: o.throw(ValueError("x"), None, _tb()),
+    "throw_first_then_send": lambda o: (_try(lambda: o.throw(ValueError)), o.send(None))[1],
+    "throw_first_then_throw": lambda o: (_try(lambda: o.throw(ValueError)), o.throw(KeyError))[1],
+    "close_first_then_send": lambda o: (o.close(), o.send(None))[1],
+    "close_first_then_throw": lambda o: (o.close(), o.throw(KeyError))[1],
+    "close_twice": lambda o: (o.close(), o.close())[1],
+    "waiting_send_none_again": lambda o: (o.send(None), o.send(None))[1],
+    "waiting_send_value": lambda o: (o.send(None), o.send(1))[1],
+    "waiting_throw": lambda o: (o.send(None), o.throw(ValueError))[1],
+    "waiting_throw_bad_tb": lambda o: (o.send(None), o.throw(ValueError, None, 5))[1],
+    "waiting_throw_then_send": lambda o: (o.send(None), _try(lambda: o.throw(ValueError)), o.send(None))[2],
+    "waiting_close_then_send": lambda o: (o.send(None), o.close(), o.send(None))[2],
+    "waiting_close_then_throw": lambda o: (o.send(None), o.close(), o.throw(KeyError))[2],
+    "await_next_first": lambda o: next(o.__await__()),
+}
+
+
+@pytest.mark.ringloop_only
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_sock_request_is_a_coroutine_protocol_wise(loop, scenario):
+    """loop._sock_recv() & co return C request objects awaited by the thin
+    `async def`s of _sockops.py; they must answer send/throw/close as a
+    coroutine suspended in `await fut` does.  (Before: send() raised
+    SystemError "returned NULL without setting an exception" on every call;
+    throw() on an unstarted request with bad arguments used it up; throw()
+    after the end re-raised instead of "cannot reuse".)"""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        def make_coro():
+            fut = loop.create_future()
+
+            async def coro():
+                return await fut
+
+            return coro()
+
+        outcomes = []
+        for make in (make_coro, lambda: loop._sock_recv(a, 10)):
+            obj = make()
+            with warnings.catch_warnings():
+                # 3.12+: the (type, exc, tb) signature of throw() warns
+                warnings.simplefilter("ignore", DeprecationWarning)
+                outcomes.append(_try(lambda: SCENARIOS[scenario](obj)))
+                obj.close()
+        assert outcomes[1] == outcomes[0]
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.ringloop_only
+def test_sock_request_send_steps_it_to_the_result(loop):
+    """send(None) drives the request as the Task would: it yields the
+    Future, and once the Future is done the next send(None) returns the
+    bytes (StopIteration(value))."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        req = loop._sock_recv(a, 10)
+        fut = req.send(None)
+        assert asyncio.isfuture(fut) and not fut.done()
+        b.send(b"hello")
+        loop.run_until_complete(asyncio.wait_for(asyncio.shield(fut), 10))
+        with pytest.raises(StopIteration) as si:
+            req.send(None)
+        assert si.value.value == b"hello"
+        with pytest.raises(RuntimeError, match="cannot reuse"):
+            req.send(None)
+    finally:
+        a.close()
+        b.close()
