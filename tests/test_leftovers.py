@@ -265,3 +265,167 @@ def test_sock_request_send_steps_it_to_the_result(loop):
     finally:
         a.close()
         b.close()
+
+
+# ---------------------------------------------------------------------------
+# 4. a ring that cannot be drained at close: leak what the kernel may use
+
+LEAK_SCRIPT = r'''
+import asyncio, gc, json, socket, sys, threading, weakref
+import ringloop
+
+backend = sys.argv[1]
+loop = ringloop.new_event_loop(backend=backend)
+a, pa = socket.socketpair()      # sock_recv_into(bytearray)
+a2, pa2 = socket.socketpair()    # sock_recv(n): bytes being filled
+c, pc = socket.socketpair()      # a reading stream transport
+u1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u1.bind(("127.0.0.1", 0))
+for s in (a, a2, c, pa, pa2, pc):
+    s.setblocking(False)
+into = bytearray(4096)
+
+
+class Proto(asyncio.BufferedProtocol):
+    def __init__(self):
+        self.buf = bytearray(4096)
+        self.got = 0
+
+    def get_buffer(self, n):
+        return self.buf
+
+    def buffer_updated(self, n):
+        self.got += n
+
+
+refs = {}
+ready = threading.Event()
+release = threading.Event()
+
+
+def thread_a():
+    async def setup():
+        refs["recv_into"] = loop.create_task(loop.sock_recv_into(a, into))
+        refs["recv"] = loop.create_task(loop.sock_recv(a2, 100))
+        tr, pr = await loop.connect_accepted_socket(Proto, c)
+        # A first read that fills the buffer makes the next one a RECV
+        # into the protocol's buffer (pinned while it is in flight).
+        pc.send(b"x" * 4096)
+        while pr.got < 4096:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        dtr, dpr = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, sock=u1)
+        await asyncio.sleep(0.01)
+        refs["stream"] = weakref.ref(tr)
+        refs["dgram"] = weakref.ref(dtr)
+        refs["pbuf"] = pr.buf
+
+    loop.run_until_complete(setup())
+    ready.set()
+    release.wait(30)   # the loop's thread is alive while B closes it
+
+
+ta = threading.Thread(target=thread_a)
+ta.start()
+assert ready.wait(30)
+errors = []
+
+
+def thread_b():
+    try:
+        loop.close()
+    except BaseException as e:
+        errors.append(repr(e))
+
+
+tb = threading.Thread(target=thread_b)
+tb.start()
+tb.join(30)
+release.set()
+ta.join(30)
+# Data for every receive the kernel may still run (the ring's thread
+# exited: its deferred work is cancelled or run now).
+for s in (pa, pa2, pc):
+    try:
+        s.send(b"late")
+    except OSError:  # a released transport closed its socket
+        pass
+for t in ("recv_into", "recv"):
+    refs.pop(t)  # the tasks (pending) go; their requests may not
+gc.collect()
+
+
+def pinned(ba):
+    try:
+        ba.extend(b"!")
+    except BufferError:
+        return True
+    del ba[-1:]
+    return False
+
+
+print(json.dumps({
+    "close_errors": errors,
+    "closed": loop.is_closed(),
+    "leaked": loop._net_counters().get("ops_leaked"),
+    "into_pinned": pinned(into),
+    "pbuf_pinned": pinned(refs.pop("pbuf")),
+    "stream_alive": refs["stream"]() is not None,
+    "dgram_alive": refs["dgram"]() is not None,
+}))
+sys.stdout.flush()
+'''
+
+
+def _leak_cases():
+    from conftest import BACKEND
+    if BACKEND == "epoll":
+        return [("epoll", "0")]
+    return [("io_uring", "1"), ("io_uring", "0")]
+
+
+@pytest.mark.ringloop_only
+@pytest.mark.parametrize("backend,defer", _leak_cases())
+def test_undrainable_ring_at_close_leaks_what_the_kernel_may_use(backend, defer, tmp_path):
+    """A loop run in thread A, with a pending sock_recv_into(), a pending
+    sock_recv(), a stream transport whose next read is a RECV into its
+    BufferedProtocol's buffer and a datagram transport, closed from thread B.
+    A DEFER_TASKRUN ring belongs to thread A: B cannot enter it, so the
+    reactor leaves those ops ARMED (reactor.h, destroy), and the networking
+    code must leak them with what they pin (before: it released the
+    buffers and dropped the owners as if every op were IDLE, so the kernel
+    could write into freed memory).  Control cases: a ring that any thread
+    may enter, and epoll, take everything back and release it all."""
+    if backend == "io_uring":
+        import ringloop
+        why = ringloop.io_uring_unavailable_reason()
+        if why is not None:
+            pytest.skip(why)
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+        if defer == "1" and (major, minor) < (6, 1):
+            pytest.skip("IORING_SETUP_DEFER_TASKRUN needs Linux 6.1")
+    script = tmp_path / "leak.py"
+    script.write_text(LEAK_SCRIPT)
+    env = dict(os.environ)
+    env["RINGLOOP_URING_DEFER_TASKRUN"] = defer
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.join(os.path.dirname(os.path.dirname(__file__)), "python")]
+        + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    proc = subprocess.run([sys.executable, "-X", "dev", str(script), backend],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "AddressSanitizer" not in proc.stderr, proc.stderr[-4000:]
+    import json
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["close_errors"] == [] and res["closed"]
+    if backend == "io_uring" and defer == "1":
+        # the kernel may still write there: pinned, alive, counted
+        assert res["into_pinned"] and res["pbuf_pinned"], res
+        assert res["stream_alive"] and res["dgram_alive"], res
+        assert res["leaked"] >= 4, res
+    else:
+        # drained: every op came back, so everything is released
+        assert not res["into_pinned"] and not res["pbuf_pinned"], res
+        assert not res["stream_alive"] and not res["dgram_alive"], res
+        assert res["leaked"] == 0, res

@@ -2512,15 +2512,27 @@ void
 rl_sock_loop_after_reactor_destroy(RlLoop *loop)
 {
     rl_loop_sock *ls = &loop->sock;
-    /* Every op is IDLE now: the kernel is done with every buffer. */
+    /* An op the reactor made IDLE: the kernel is done with its buffers.
+     * One left ARMED/CANCELLING (a ring that could not be drained, see
+     * rl_net_loop_after_reactor_destroy) may still be written by the
+     * kernel: its request keeps its buffers (the bytes being filled, the
+     * *_into export, the data being sent) and stays a zombie, which
+     * nothing ever finishes, clears or frees (its op leaked a reference
+     * to it); only the loop's own reference and the fd queue go. */
     while (ls->reqs != NULL) {
         RlSockReq *req = ls->reqs;
         rl_sockfd *f = fd_peek(loop, req->fd);
         if (f != NULL && req->qs != Q_NONE) {
             queue_unlink(f, req);
         }
-        req->qs = Q_NONE;
-        release_view(req);
+        if (req->nop.op.state != RL_OPS_IDLE) {
+            req->qs = Q_ZOMBIE;
+            req->abandoned = 1;
+        }
+        else {
+            req->qs = Q_NONE;
+            release_view(req);
+        }
         loop_list_del(req);
     }
     rl_dgram_loop_after_reactor_destroy(loop);
