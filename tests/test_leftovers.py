@@ -268,6 +268,104 @@ def test_sock_request_send_steps_it_to_the_result(loop):
 
 
 # ---------------------------------------------------------------------------
+# 3. the loop closed by Python code that runs while a callback is scheduled
+
+
+@contextlib.contextmanager
+def close_loop_in_extract_stack(loop):
+    """Close `loop` from the Python code that runs in the middle of
+    scheduling: in debug mode every Handle, Future and Task records its
+    source traceback with asyncio.format_helpers.extract_stack() (Python
+    code, called from C), and a profile hook sees that call.  Any Python
+    code there lets another thread take the GIL and close the loop; this
+    makes that interleaving deterministic, in one thread."""
+    state = {"closed": 0}
+
+    def hook(frame, event, arg):
+        # asyncio.format_helpers.extract_stack (ringloop, asyncio's Python
+        # classes) or traceback.extract_stack (asyncio's C Future/Task)
+        if (event == "call" and frame.f_code.co_name == "extract_stack"
+                and not state["closed"]):
+            state["closed"] = 1
+            loop.close()
+
+    loop.set_debug(True)
+    sys.setprofile(hook)
+    try:
+        yield state
+    finally:
+        sys.setprofile(None)
+
+
+@pytest.mark.ringloop_only
+def test_done_callback_on_loop_closed_while_scheduling(loop):
+    """fut.add_done_callback() on a done Future schedules at once
+    (rl_call_soon_on): the closed check ran before the Handle was made (its
+    debug traceback is Python code), the push after it.  It must raise
+    "Event loop is closed", as loop.call_soon() does since the same race
+    was fixed there, not queue the callback on the closed loop's ring,
+    where it would never run and stay referenced until the loop is freed.
+    (asyncio's own call_soon() appends to the closed loop's deque there.)"""
+    fut = loop.create_future()
+    fut.set_result(1)
+    called = []
+
+    def cb(f):
+        called.append(f)
+
+    base = sys.getrefcount(cb)
+    with close_loop_in_extract_stack(loop) as state:
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            fut.add_done_callback(cb)
+    assert state["closed"] and loop.is_closed()
+    gc.collect()
+    assert sys.getrefcount(cb) == base  # nothing holds it
+    assert called == []
+
+
+@pytest.mark.ringloop_only
+def test_set_result_on_loop_closed_while_scheduling(loop):
+    """The same from set_result(): its callbacks are scheduled one by one
+    (future_schedule_callbacks -> rl_call_soon_on)."""
+    fut = loop.create_future()
+    called = []
+
+    def cb(f):
+        called.append(f)
+
+    fut.add_done_callback(cb)
+    base = sys.getrefcount(cb)
+    with close_loop_in_extract_stack(loop) as state:
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            fut.set_result(1)
+    assert state["closed"] and loop.is_closed()
+    gc.collect()
+    assert sys.getrefcount(cb) <= base - 1  # the future gave it up
+    assert called == []
+
+
+def test_create_task_on_loop_closed_while_creating(loop, loop_errors):
+    """create_task(): the loop is closed by the Task's debug traceback
+    (Future.__init__ in asyncio, rl_fut_init in ringloop), before its first
+    step is scheduled: "Event loop is closed", as asyncio, whose call_soon()
+    checks after it.  (task.c checks once the Python-running steps are
+    done, right before the push: this passed before the leftovers work.)"""
+    async def coro():
+        pass
+
+    c = coro()
+    with close_loop_in_extract_stack(loop) as state:
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            loop.create_task(c)
+    c.close()
+    assert state["closed"] and loop.is_closed()
+    gc.collect()
+    # The half-made task is reported as asyncio's is (its init had begun).
+    assert all(e["message"] == "Task was destroyed but it is pending!"
+               for e in loop_errors)
+
+
+# ---------------------------------------------------------------------------
 # 4. a ring that cannot be drained at close: leak what the kernel may use
 
 LEAK_SCRIPT = r'''
