@@ -466,7 +466,7 @@ def pinned(ba):
 print(json.dumps({
     "close_errors": errors,
     "closed": loop.is_closed(),
-    "leaked": loop._net_counters().get("ops_leaked"),
+    "leaked": getattr(loop, "_net_leaked", lambda: None)(),
     "into_pinned": pinned(into),
     "pbuf_pinned": pinned(refs.pop("pbuf")),
     "stream_alive": refs["stream"]() is not None,

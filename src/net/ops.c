@@ -554,9 +554,16 @@ Loop__net_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
     for (rl_netop *n = self->net.held; n != NULL; n = n->next) {
         held++;
     }
-    return Py_BuildValue("{snsnsn}", "ops_held", held, "transports",
-                         (Py_ssize_t)self->net.ntransports, "ops_leaked",
-                         (Py_ssize_t)self->net.nleaked);
+    return Py_BuildValue("{snsn}", "ops_held", held, "transports",
+                         (Py_ssize_t)self->net.ntransports);
+}
+
+/* Ops the loop leaked at close because the reactor could not take them
+ * back from the kernel (see rl_net_loop_after_reactor_destroy). */
+static PyObject *
+Loop__net_leaked(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSize_t(self->net.nleaked);
 }
 
 PyMethodDef rl_net_loop_methods[] = {
@@ -564,6 +571,7 @@ PyMethodDef rl_net_loop_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_listener", RL_CFUNC(Loop__listener), METH_FASTCALL, NULL},
     {"_net_counters", (PyCFunction)Loop__net_counters, METH_NOARGS, NULL},
+    {"_net_leaked", (PyCFunction)Loop__net_leaked, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
