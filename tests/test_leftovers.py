@@ -160,6 +160,60 @@ def test_sock_accept_pending_and_later_connections(loop, family):
             os.rmdir(os.path.dirname(addr))
 
 
+BLOCKING_ACCEPT_SCRIPT = r'''
+import asyncio, socket, sys
+import ringloop
+
+loop = ringloop.new_event_loop(backend=sys.argv[1]) if sys.argv[1] != "asyncio" else None
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(4)          # left in blocking mode; debug mode is off
+steps = []
+
+
+async def main():
+    t = asyncio.ensure_future(loop.sock_accept(lst))
+    for i in range(3):
+        await asyncio.sleep(0)
+        steps.append(i)
+    c = socket.socket()
+    c.setblocking(False)
+    await loop.sock_connect(c, lst.getsockname())
+    conn, peer = await t
+    ok = peer == c.getsockname()
+    conn.close()
+    c.close()
+    return ok
+
+
+print(loop.run_until_complete(main()), steps)
+'''
+
+
+@pytest.mark.ringloop_only
+def test_sock_accept_blocking_socket_does_not_block_the_loop(tmp_path):
+    """A blocking listening socket (asyncio requires non-blocking ones but
+    checks only in debug mode) gets no inline accept4(), which would block
+    the loop until a connection came: the ACCEPT op waits for it, while the
+    loop runs on.  In a subprocess: a blocked loop would hang the test."""
+    from conftest import BACKEND
+    script = tmp_path / "blocking_accept.py"
+    script.write_text(BLOCKING_ACCEPT_SCRIPT)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.join(os.path.dirname(os.path.dirname(__file__)), "python")]
+        + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    be = "epoll" if BACKEND == "epoll" else "io_uring"
+    if be == "io_uring":
+        import ringloop
+        if ringloop.io_uring_unavailable_reason() is not None:
+            be = "epoll"
+    proc = subprocess.run([sys.executable, str(script), be],
+                          capture_output=True, text=True, env=env, timeout=30)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip() == "True [0, 1, 2]"
+
+
 def _readable(sock):
     import select
     return bool(select.select([sock], [], [], 5)[0])

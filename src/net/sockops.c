@@ -35,6 +35,7 @@
 #include "net_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,8 @@ struct RlSockReq {
                         * rl_sock_loop_before_wait) */
     uint8_t started;   /* the first attempt was made */
     uint8_t prepared;  /* sock_connect/sock_accept: checked at creation */
+    uint8_t blocking;  /* sock_accept: the fd is in blocking mode, so no
+                        * inline accept4() (it would block the loop) */
     /* A receive's outcome handed to fut (the result, or the exception
      * instance) until the awaiter takes it: if it leaves instead (a Task
      * cancelled between the completion and its wake-up), the bytes go to
@@ -1285,7 +1288,8 @@ start_queued_fn(RlLoop *loop, PyObject *a, PyObject *b)
         (f = stash_get(loop, req->sock, req->fd)) != NULL) {
         r = stash_serve(req, f, &result);
     }
-    else if (req->kind == K_CONNECT) {
+    else if (req->kind == K_CONNECT || (req->kind == K_ACCEPT &&
+                                        req->blocking)) {
         r = 0; /* the op (no inline attempt) */
     }
     else if (req->native) {
@@ -1582,13 +1586,17 @@ req_start(RlSockReq *req, PyObject **result)
             r = 0; /* wait for our turn */
         }
         else if (req->kind == K_CONNECT ||
+                 (req->kind == K_ACCEPT && req->blocking) ||
                  (K_IS_RECV(req->kind) && !loop->sock.recv_inline &&
                   loop->reactor != NULL)) {
             /* The op directly (see ARCHITECTURE.md).  sock_accept() tries
              * accept4() first, as asyncio's sock.accept(): a socket that
              * does not listen fails at once with the syscall's error
              * (EINVAL, EOPNOTSUPP) on both backends, where an ACCEPT op
-             * would never complete on epoll (no POLLIN ever comes). */
+             * would never complete on epoll (no POLLIN ever comes).  Not
+             * on a blocking fd (asyncio requires non-blocking sockets, but
+             * checks only in debug mode): accept4() would block the loop
+             * until a connection came. */
             r = 0;
         }
         else {
@@ -2253,6 +2261,11 @@ conn_req_new(RlLoop *loop, int kind, PyObject *sock, PyObject *address)
                                   0))) {
         Py_DECREF(req);
         return NULL;
+    }
+    if (kind == K_ACCEPT) {
+        /* (a closed socket's INT32_MAX fails: accept4() says EBADF) */
+        int fl = fcntl(fd, F_GETFL);
+        req->blocking = fl >= 0 && !(fl & O_NONBLOCK);
     }
     return req;
 }
