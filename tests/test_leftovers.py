@@ -164,7 +164,7 @@ BLOCKING_ACCEPT_SCRIPT = r'''
 import asyncio, socket, sys
 import ringloop
 
-loop = ringloop.new_event_loop(backend=sys.argv[1]) if sys.argv[1] != "asyncio" else None
+loop = ringloop.new_event_loop(backend=sys.argv[1])
 lst = socket.socket()
 lst.bind(("127.0.0.1", 0))
 lst.listen(4)          # left in blocking mode; debug mode is off
@@ -187,6 +187,8 @@ async def main():
 
 
 print(loop.run_until_complete(main()), steps)
+loop.close()
+lst.close()
 '''
 
 
