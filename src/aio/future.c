@@ -60,6 +60,17 @@ rl_call_soon_on(rl_state *st, PyObject *loop, RlLoop *rloop, PyObject *fn,
         if (h == NULL) {
             return -1;
         }
+        /* Beware: rl_handle_new may run Python code (the debug traceback,
+         * a GC pass running finalizers), which may close the loop or let
+         * another thread take the GIL and close it: the ready ring is
+         * freed then, and a handle pushed now would never run.  Check
+         * again (as call_soon_common in loop.c does); from here to the
+         * push nothing runs Python. */
+        if (RL_UNLIKELY(rloop->closed || rloop->reactor == NULL)) {
+            Py_DECREF(h);
+            (void)rl_loop_check_closed(rloop);
+            return -1;
+        }
         return rl_loop_push_handle(rloop, h);
     }
     /* A foreign loop (or a closed ringloop loop, which then raises the

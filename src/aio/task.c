@@ -316,7 +316,15 @@ taskcall_new(rl_state *st, RlTask *task, int kind)
     return (PyObject *)c;
 }
 
-/* Schedule task.__step(exc) soon (exc may be NULL; borrowed). */
+/* Schedule task.__step(exc) soon (exc may be NULL; borrowed).
+ * Beware: the closed check must stay right before the push, with nothing
+ * that can run Python code in between (a context copy, a debug traceback,
+ * an allocation that starts a GC pass): such code may close the loop, or
+ * let another thread close it, and the ring is freed then (see
+ * call_soon_common in loop.c, rl_call_soon_on in future.c).  Callers that
+ * ran Python code before (task_init: its context copy and traceback) rely
+ * on this check, not on an earlier one.  A closed loop takes the generic
+ * path, whose call_soon() raises "Event loop is closed". */
 static int
 task_call_step_soon(rl_state *st, RlTask *task, PyObject *exc)
 {
@@ -360,6 +368,7 @@ task_call_step_soon(rl_state *st, RlTask *task, PyObject *exc)
 int
 rl_task_schedule_wakeup(rl_state *st, RlTask *task, PyObject *fut)
 {
+    /* The check right before the push, as in task_call_step_soon. */
     RlLoop *rl = task->fut_rloop;
     if (rl != NULL && !rl->closed) {
         return rl_loop_call_soon_c(rl, task_wakeup_ready,

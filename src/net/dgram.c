@@ -1444,9 +1444,13 @@ done:
 void
 rl_dgram_loop_after_reactor_destroy(RlLoop *loop)
 {
-    /* Ops are IDLE: the buffers are ours again.  The transports stay as
-     * they are for their owners (asyncio does not close transports when
-     * the loop closes); the loop only drops its references. */
+    /* The transports stay as they are for their owners (asyncio does not
+     * close transports when the loop closes); the loop only drops its
+     * references.  A transport whose op the reactor left ARMED/CANCELLING
+     * (a ring that could not be drained) stays alive through the
+     * reference that op leaked (rl_net_loop_after_reactor_destroy), so its
+     * receive buffer, which the kernel may still write, is never freed:
+     * Dgram_dealloc, the only place that frees it, cannot run. */
     while (loop->sock.dgrams != NULL) {
         list_del(loop->sock.dgrams);
     }

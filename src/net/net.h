@@ -22,7 +22,10 @@
  *    it to Python (rl_netop_delivered), whatever the protocol does
  *    meanwhile (pause_reading() + resume_reading(), issue 9 defect 8);
  *  - closing cancels the armed ops and waits for their final completions
- *    before the fd is closed or the buffers freed. */
+ *    before the fd is closed or the buffers freed;
+ *  - when the loop closes, an op the reactor could not take back (left
+ *    ARMED/CANCELLING by destroy(), see reactor.h) is leaked with its
+ *    owner and what it pins: the kernel may still write there. */
 #ifndef RL_NET_H
 #define RL_NET_H
 
@@ -109,6 +112,10 @@ typedef struct rl_loop_net {
     size_t nfdmap;
     size_t ntransports;       /* transports whose fd is still open */
     char *scratch;            /* read buffer of readiness-mode reads */
+    /* Ops left ARMED/CANCELLING when the reactor was destroyed (it could
+     * not drain the ring): leaked with their owners and buffers, never
+     * freed (rl_net_loop_after_reactor_destroy). */
+    size_t nleaked;
 } rl_loop_net;
 
 /* Called by the loop before each wait when sock_* calls are pending: a

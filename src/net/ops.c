@@ -558,11 +558,20 @@ Loop__net_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
                          (Py_ssize_t)self->net.ntransports);
 }
 
+/* Ops the loop leaked at close because the reactor could not take them
+ * back from the kernel (see rl_net_loop_after_reactor_destroy). */
+static PyObject *
+Loop__net_leaked(RlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSize_t(self->net.nleaked);
+}
+
 PyMethodDef rl_net_loop_methods[] = {
     {"_make_socket_transport", RL_CFUNC(Loop__make_socket_transport),
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_listener", RL_CFUNC(Loop__listener), METH_FASTCALL, NULL},
     {"_net_counters", (PyCFunction)Loop__net_counters, METH_NOARGS, NULL},
+    {"_net_leaked", (PyCFunction)Loop__net_leaked, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -779,9 +788,15 @@ rl_net_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
 void
 rl_net_loop_after_reactor_destroy(RlLoop *loop)
 {
-    /* Every op is IDLE now and no completion will come: release what the
-     * ops pinned, then the owners (whose deallocs may run Python code, so
-     * the list is taken apart first). */
+    /* No completion will come any more.  An op the reactor made IDLE is
+     * ours again: release what it pinned, then its owner (whose dealloc
+     * may run Python code, so the list is taken apart first).  An op left
+     * ARMED/CANCELLING is one the kernel may still use (reactor.h,
+     * destroy: a ring that could not be drained, e.g. a DEFER_TASKRUN ring
+     * closed from another thread than its own): it keeps its buffers and
+     * the owner reference it holds, deliberately leaked, so that nothing
+     * it points to is ever freed (nor cleared by the GC: the reference is
+     * counted but visited by nobody once the op leaves the held list). */
     PyObject *owners = NULL;
     size_t n = 0;
     for (rl_netop *p = loop->net.held; p != NULL; p = p->next) {
@@ -789,12 +804,19 @@ rl_net_loop_after_reactor_destroy(RlLoop *loop)
     }
     if (n > 0) {
         owners = PyList_New((Py_ssize_t)n);
+        if (owners == NULL) {
+            PyErr_Clear(); /* then each owner is dropped on the spot */
+        }
     }
     Py_ssize_t i = 0;
     while (loop->net.held != NULL) {
         rl_netop *p = loop->net.held;
         held_unlink(loop, p);
         p->held = 0;
+        if (p->op.state != RL_OPS_IDLE) {
+            loop->net.nleaked++; /* p->owner's reference stays taken */
+            continue;
+        }
         if (p->forget != NULL) {
             p->forget(p);
         }
@@ -810,5 +832,8 @@ rl_net_loop_after_reactor_destroy(RlLoop *loop)
     loop->net.nfdmap = 0;
     PyMem_Free(loop->net.scratch);
     loop->net.scratch = NULL;
-    Py_XDECREF(owners);
+    if (owners != NULL) {
+        /* Slots of leaked ops stay NULL: list_dealloc skips them. */
+        Py_DECREF(owners);
+    }
 }

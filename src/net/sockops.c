@@ -35,6 +35,7 @@
 #include "net_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,8 @@ struct RlSockReq {
                         * rl_sock_loop_before_wait) */
     uint8_t started;   /* the first attempt was made */
     uint8_t prepared;  /* sock_connect/sock_accept: checked at creation */
+    uint8_t blocking;  /* sock_accept: the fd is in blocking mode, so no
+                        * inline accept4() (it would block the loop) */
     /* A receive's outcome handed to fut (the result, or the exception
      * instance) until the awaiter takes it: if it leaves instead (a Task
      * cancelled between the completion and its wake-up), the bytes go to
@@ -655,6 +658,35 @@ recv_result(RlSockReq *req, Py_ssize_t res, socklen_t namelen)
     }
 }
 
+/* (socket, address) for the connection fd accepted into req->ss /
+ * req->sslen, as socket.accept() makes them; the fd is closed on failure.
+ * NULL with an exception. */
+static PyObject *
+accept_result(RlSockReq *req, int fd)
+{
+    PyObject *conn = PyObject_CallFunction(
+        ST(req->loop)->socket_socket, "iiii", req->family,
+        req->type | SOCK_NONBLOCK, req->proto, fd);
+    if (conn == NULL) {
+        close(fd);
+        return NULL;
+    }
+    PyObject *addr = rl_sockaddr_to_py((struct sockaddr *)&req->ss,
+                                       req->sslen);
+    if (addr == Py_None) {
+        Py_DECREF(addr);
+        addr = PyObject_CallMethod(conn, "getpeername", NULL);
+    }
+    if (addr == NULL) {
+        Py_DECREF(conn);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, conn, addr);
+    Py_DECREF(conn);
+    Py_DECREF(addr);
+    return pair;
+}
+
 static int
 attempt_native(RlSockReq *req, PyObject **result, PyObject **exc)
 {
@@ -696,6 +728,14 @@ attempt_native(RlSockReq *req, PyObject **result, PyObject **exc)
                        MSG_DONTWAIT | MSG_NOSIGNAL,
                        (struct sockaddr *)&req->ss, req->msg.msg_namelen);
             break;
+        case K_ACCEPT:
+            /* socket.accept() (non-inheritable); as with it, a connection
+             * aborted in the backlog is an error (ECONNABORTED). */
+            memset(&req->ss, 0, sizeof(req->ss));
+            sl = sizeof(req->ss);
+            n = accept4(fd, (struct sockaddr *)&req->ss, &sl,
+                        SOCK_NONBLOCK | SOCK_CLOEXEC);
+            break;
         default:
             n = -1;
             errno = EINVAL;
@@ -718,6 +758,10 @@ attempt_native(RlSockReq *req, PyObject **result, PyObject **exc)
     }
     else if (req->kind == K_SENDTO) {
         *result = PyLong_FromSsize_t(n);
+    }
+    else if (req->kind == K_ACCEPT) {
+        req->sslen = sl;
+        *result = accept_result(req, (int)n);
     }
     else {
         *result = recv_result(req, n, sl);
@@ -1081,9 +1125,9 @@ req_op_cb(rl_op *op, int32_t res, uint32_t flags)
 static int
 conn_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
 {
+    (void)loop;
     (void)b;
     RlSockReq *req = (RlSockReq *)a;
-    rl_state *st = loop->st;
     int32_t res = req->res;
     int rc = 0;
     rl_netop_delivered(&req->nop);
@@ -1129,26 +1173,7 @@ conn_ready_fn(RlLoop *loop, PyObject *a, PyObject *b)
         deliver(req, NULL, exc);
         goto finish;
     }
-    PyObject *conn = PyObject_CallFunction(
-        st->net.socket_socket, "iiii", req->family,
-        req->type | SOCK_NONBLOCK, req->proto, (int)res);
-    if (conn == NULL) {
-        close(res);
-        goto error;
-    }
-    PyObject *addr = rl_sockaddr_to_py((struct sockaddr *)&req->ss,
-                                       req->sslen);
-    if (addr == Py_None) {
-        Py_DECREF(addr);
-        addr = PyObject_CallMethod(conn, "getpeername", NULL);
-    }
-    if (addr == NULL) {
-        Py_DECREF(conn);
-        goto error;
-    }
-    PyObject *pair = PyTuple_Pack(2, conn, addr);
-    Py_DECREF(conn);
-    Py_DECREF(addr);
+    PyObject *pair = accept_result(req, (int)res);
     if (pair == NULL) {
         goto error;
     }
@@ -1263,7 +1288,8 @@ start_queued_fn(RlLoop *loop, PyObject *a, PyObject *b)
         (f = stash_get(loop, req->sock, req->fd)) != NULL) {
         r = stash_serve(req, f, &result);
     }
-    else if (K_IS_CONN(req->kind)) {
+    else if (req->kind == K_CONNECT || (req->kind == K_ACCEPT &&
+                                        req->blocking)) {
         r = 0; /* the op (no inline attempt) */
     }
     else if (req->native) {
@@ -1559,10 +1585,19 @@ req_start(RlSockReq *req, PyObject **result)
         if (busy) {
             r = 0; /* wait for our turn */
         }
-        else if (K_IS_CONN(req->kind) ||
-                 (!K_IS_SEND(req->kind) && !loop->sock.recv_inline &&
+        else if (req->kind == K_CONNECT ||
+                 (req->kind == K_ACCEPT && req->blocking) ||
+                 (K_IS_RECV(req->kind) && !loop->sock.recv_inline &&
                   loop->reactor != NULL)) {
-            r = 0; /* the op directly (see ARCHITECTURE.md) */
+            /* The op directly (see ARCHITECTURE.md).  sock_accept() tries
+             * accept4() first, as asyncio's sock.accept(): a socket that
+             * does not listen fails at once with the syscall's error
+             * (EINVAL, EOPNOTSUPP) on both backends, where an ACCEPT op
+             * would never complete on epoll (no POLLIN ever comes).  Not
+             * on a blocking fd (asyncio requires non-blocking sockets, but
+             * checks only in debug mode): accept4() would block the loop
+             * until a connection came. */
+            r = 0;
         }
         else {
             r = attempt_native(req, result, &exc);
@@ -1669,6 +1704,14 @@ req_am_send(RlSockReq *req, PyObject *arg, PyObject **presult)
     switch (req->aw) {
     case AW_INIT: {
         PyObject *result = NULL;
+        if (arg != Py_None) {
+            /* As a coroutine's first send(); the request stays unstarted. */
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started "
+                            "coroutine");
+            *presult = NULL;
+            return PYGEN_ERROR;
+        }
         req->aw = AW_DONE;
         int s = req_start(req, &result);
         if (s < 0) {
@@ -1752,8 +1795,12 @@ req_iternext(RlSockReq *req)
 static PyObject *
 SockReq_send(RlSockReq *req, PyObject *arg)
 {
+    /* Two statements: the evaluation order of function arguments is
+     * unspecified, and gen_result() must see res after req_am_send() set
+     * it (it used to get NULL: SystemError on every send()). */
     PyObject *res = NULL;
-    return gen_result(req_am_send(req, arg, &res), res);
+    PySendResult r = req_am_send(req, arg, &res);
+    return gen_result(r, res);
 }
 
 /* The awaiter leaves (throw/close) after its receive had completed: what
@@ -1777,6 +1824,36 @@ stash_unclaimed(RlSockReq *req)
     rl_err_set_raised(saved);
 }
 
+/* The checks a coroutine's throw() makes before it touches its frame
+ * (CPython's _gen_throw): 0, or -1 with TypeError, the request left as
+ * it was. */
+static int
+throw_check_args(PyObject *typ, PyObject *val, PyObject *tb)
+{
+    if (tb != NULL && tb != Py_None && !PyTraceBack_Check(tb)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "throw() third argument must be a traceback object");
+        return -1;
+    }
+    if (PyExceptionClass_Check(typ)) {
+        return 0;
+    }
+    if (PyExceptionInstance_Check(typ)) {
+        if (val != NULL && val != Py_None) {
+            PyErr_SetString(PyExc_TypeError,
+                            "instance exception may not have a separate "
+                            "value");
+            return -1;
+        }
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "exceptions must be classes or instances deriving from "
+                 "BaseException, not %s",
+                 Py_TYPE(typ)->tp_name);
+    return -1;
+}
+
 static PyObject *
 SockReq_throw(RlSockReq *req, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1784,48 +1861,56 @@ SockReq_throw(RlSockReq *req, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
         return NULL;
     }
+#if RL_PY312
+    if (nargs > 1 &&
+        PyErr_WarnEx(PyExc_DeprecationWarning,
+                     "the (type, exc, tb) signature of throw() is "
+                     "deprecated, use the single-arg signature instead.",
+                     1) < 0) {
+        return NULL;
+    }
+#endif
+    PyObject *typ = args[0];
+    PyObject *val = nargs > 1 ? args[1] : NULL;
+    PyObject *tb = nargs > 2 ? args[2] : NULL;
     if (req->aw == AW_WAITING) {
+        /* As a coroutine suspended in `await fut`: the Future's iterator
+         * gets the arguments as given (it checks them), and whatever it
+         * raises ends us. */
         req->aw = AW_DONE;
         stash_unclaimed(req);
         req_abandon(req);
         PyObject *it = req->fut_iter;
         req->fut_iter = NULL;
         PyObject *r = PyObject_VectorcallMethod(
-            ST(req->loop)->str_throw, (PyObject *[]){it, args[0],
-                                                     nargs > 1 ? args[1]
-                                                               : NULL,
-                                                     nargs > 2 ? args[2]
-                                                               : NULL},
+            ST(req->loop)->str_throw, (PyObject *[]){it, typ, val, tb},
             1 + (size_t)nargs, NULL);
         Py_DECREF(it);
         return r;
     }
-    /* Not started (or finished): raise it here, as a coroutine does. */
+    if (throw_check_args(typ, val, tb) < 0) {
+        return NULL;
+    }
+    if (req->aw == AW_DONE) {
+        /* An exhausted (or closed) coroutine refuses any further step. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot reuse already awaited coroutine");
+        return NULL;
+    }
+    /* Not started: the exception is raised at the start and ends it. */
     req->aw = AW_DONE;
-    PyObject *typ = args[0];
-    PyObject *val = nargs > 1 ? args[1] : Py_None;
-    PyObject *tb = nargs > 2 ? args[2] : Py_None;
     if (PyExceptionInstance_Check(typ)) {
-        if (val != Py_None) {
-            PyErr_SetString(PyExc_TypeError,
-                            "instance exception may not have a separate "
-                            "value");
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    }
+    else {
+        PyErr_SetObject(typ, val != NULL ? val : Py_None);
+    }
+    if (tb != NULL && tb != Py_None) {
+        PyObject *exc = rl_err_get_raised();
+        if (PyException_SetTraceback(exc, tb) < 0) {
+            Py_DECREF(exc);
             return NULL;
         }
-        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
-        return NULL;
-    }
-    if (!PyExceptionClass_Check(typ)) {
-        PyErr_Format(PyExc_TypeError,
-                     "exceptions must be classes or instances deriving "
-                     "from BaseException, not %s",
-                     Py_TYPE(typ)->tp_name);
-        return NULL;
-    }
-    PyErr_SetObject(typ, val);
-    if (tb != Py_None && PyTraceBack_Check(tb)) {
-        PyObject *exc = rl_err_get_raised();
-        PyException_SetTraceback(exc, tb);
         rl_err_set_raised(exc);
     }
     return NULL;
@@ -2177,6 +2262,11 @@ conn_req_new(RlLoop *loop, int kind, PyObject *sock, PyObject *address)
         Py_DECREF(req);
         return NULL;
     }
+    if (kind == K_ACCEPT) {
+        /* (a closed socket's INT32_MAX fails: accept4() says EBADF) */
+        int fl = fcntl(fd, F_GETFL);
+        req->blocking = fl >= 0 && !(fl & O_NONBLOCK);
+    }
     return req;
 }
 
@@ -2435,15 +2525,27 @@ void
 rl_sock_loop_after_reactor_destroy(RlLoop *loop)
 {
     rl_loop_sock *ls = &loop->sock;
-    /* Every op is IDLE now: the kernel is done with every buffer. */
+    /* An op the reactor made IDLE: the kernel is done with its buffers.
+     * One left ARMED/CANCELLING (a ring that could not be drained, see
+     * rl_net_loop_after_reactor_destroy) may still be written by the
+     * kernel: its request keeps its buffers (the bytes being filled, the
+     * *_into export, the data being sent) and stays a zombie, which
+     * nothing ever finishes, clears or frees (its op leaked a reference
+     * to it); only the loop's own reference and the fd queue go. */
     while (ls->reqs != NULL) {
         RlSockReq *req = ls->reqs;
         rl_sockfd *f = fd_peek(loop, req->fd);
         if (f != NULL && req->qs != Q_NONE) {
             queue_unlink(f, req);
         }
-        req->qs = Q_NONE;
-        release_view(req);
+        if (req->nop.op.state != RL_OPS_IDLE) {
+            req->qs = Q_ZOMBIE;
+            req->abandoned = 1;
+        }
+        else {
+            req->qs = Q_NONE;
+            release_view(req);
+        }
         loop_list_del(req);
     }
     rl_dgram_loop_after_reactor_destroy(loop);
