@@ -504,20 +504,21 @@ def _ctrl_c_twice(which, mode):
     e["PYTHONPATH"] = PYTHONPATH + os.pathsep + HERE
     e["RINGLOOP_BACKEND"] = BACKEND
     e["RINGLOOP_TEST_LOOP"] = TEST_LOOP
-    p = subprocess.Popen(
+    # `with`: the pipes are closed however the checks below end.
+    with subprocess.Popen(
         [sys.executable, "-c", CTRL_C_PROGRAM, which, mode],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
-    )
-    try:
-        assert p.stdout.readline().strip() == "ready"
-        p.send_signal(signal.SIGINT)
-        assert p.stdout.readline().strip() == "cleanup"
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
+    ) as p:
+        try:
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+            p.send_signal(signal.SIGINT)
+            assert p.stdout.readline().strip() == "cleanup"
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     # the chain: exception names and the lines that join them
     chain = [ln for ln in err.splitlines() if ln and not ln.startswith(" ")]
     return p.returncode, chain
