@@ -2,8 +2,10 @@
 # The main job: build ringloop and run the side-by-side benchmark against
 # stock asyncio and uvloop (one run, interleaved), printing the table.
 #   scripts/bench.sh [benchmarks/run.py options, e.g. --quick]
-# Without --cases it runs every case (the loop core, tasks, and the TCP echo
-# group: about 13 minutes; --quick: about 3), then benchmarks/memory.py.
+# Without --cases it runs every case (the loop core, tasks, the TCP and TLS
+# echo groups, subprocesses and pipes), then benchmarks/memory.py.  Before the
+# TLS and subprocess groups were added that took about 13 minutes (--quick:
+# about 3); they add to it (not re-timed yet).
 #   BENCH_PYTHON=/path/to/python scripts/bench.sh    (default: python3)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,10 +13,12 @@ cd "$top"
 py=${BENCH_PYTHON:-python3}
 work=${BENCH_WORKDIR:-/tmp/ringloop-bench}
 
-if [ ! -f /usr/include/liburing.h ] || ! command -v gcc >/dev/null; then
+# liburing for ringloop; OpenSSL's headers for the TLS load generator
+# (benchmarks/c/tls_loadgen.c).
+if [ ! -f /usr/include/liburing.h ] || [ ! -f /usr/include/openssl/ssl.h ] || ! command -v gcc >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq liburing-dev gcc
+    apt-get install -y -qq liburing-dev libssl-dev gcc
 fi
 
 tag=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
