@@ -28,6 +28,12 @@ import pytest
 
 from conftest import is_ringloop
 
+import ringloop as _ringloop_pkg
+
+# Children import the ringloop this pytest imported (in CI: the installed
+# copy; the sources have no built _core next to them).
+_RINGLOOP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(_ringloop_pkg.__file__)))
+
 
 def run(loop, coro, timeout=20):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
@@ -203,7 +209,7 @@ def test_sock_accept_blocking_socket_does_not_block_the_loop(tmp_path):
     script.write_text(BLOCKING_ACCEPT_SCRIPT)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.join(os.path.dirname(os.path.dirname(__file__)), "python")]
+        [_RINGLOOP_DIR]
         + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     be = "epoll" if BACKEND == "epoll" else "io_uring"
     if be == "io_uring":
@@ -564,7 +570,7 @@ def test_undrainable_ring_at_close_leaks_what_the_kernel_may_use(backend, defer,
     env = dict(os.environ)
     env["RINGLOOP_URING_DEFER_TASKRUN"] = defer
     env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.join(os.path.dirname(os.path.dirname(__file__)), "python")]
+        [_RINGLOOP_DIR]
         + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     proc = subprocess.run([sys.executable, "-X", "dev", str(script), backend],
                           capture_output=True, text=True, env=env, timeout=120)
