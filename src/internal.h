@@ -1,6 +1,8 @@
 /* internal.h -- the contract between ringloop's C files: module state, object
  * layouts and cross-file functions.  The only header .c files share besides
- * common.h, compat.h, reactor.h and timerheap.h. */
+ * common.h, compat.h, reactor.h and timerheap.h.  It knows nothing of the
+ * parts outside core/ and aio/ (net/, ...): their state is opaque here, and
+ * their hooks reach the loop through rl_loop_parts (below). */
 #ifndef RL_INTERNAL_H
 #define RL_INTERNAL_H
 
@@ -12,9 +14,7 @@
 
 #include "common.h"
 #include "compat.h"
-#include "net.h"
 #include "reactor.h"
-#include "sockops.h"
 #include "timerheap.h"
 
 typedef struct RlLoop RlLoop;
@@ -96,8 +96,10 @@ typedef struct rl_state {
     RlFutureIter *fi_freelist;
     int fi_freelist_len;
 
-    rl_net_state net; /* net.h */
-    rl_sock_state sock; /* sockops.h */
+    /* Parts outside core/ (rl_loop_parts): opaque here, allocated by the
+     * part's module_init, freed by its module_free. */
+    struct rl_net_state *net;   /* net/net.h */
+    struct rl_sock_state *sock; /* net/sockops.h */
 } rl_state;
 
 /* ---------------------------------------------------------------------- */
@@ -283,8 +285,10 @@ struct RlLoop {
     double clock_resolution;
     double slow_callback_duration;
     unsigned long thread_id;
-    rl_loop_net net; /* net.h */
-    rl_loop_sock sock; /* sockops.h */
+    /* Parts outside core/: allocated by their loop_new hook (Loop_new),
+     * freed by loop_free (dealloc); never NULL on a Loop that exists. */
+    struct rl_loop_net *net;   /* net/net.h */
+    struct rl_loop_sock *sock; /* net/sockops.h */
     atomic_int wake_pending;
     PyObject *task_factory;
     char backend_fallback[200]; /* why auto did not get io_uring, or "" */
@@ -376,20 +380,41 @@ rl_loop_call_soon_c(RlLoop *loop, rl_ready_fn fn, PyObject *a, PyObject *b)
     return rl_ready_push(&loop->ready, fn, a, b);
 }
 
-/* net.c / sockops.c hooks (issue 5) */
-int rl_net_module_init(PyObject *module, rl_state *st);
-int rl_net_module_traverse(rl_state *st, visitproc visit, void *arg);
-void rl_net_module_clear(rl_state *st);
-void rl_net_loop_init(RlLoop *loop);
-int rl_net_loop_traverse(RlLoop *loop, visitproc visit, void *arg);
-/* Called by close()/dealloc right after the reactor was destroyed: every
- * op is IDLE again and no completion will come; release what ops held. */
-void rl_net_loop_after_reactor_destroy(RlLoop *loop);
-/* 0, or -1 with RuntimeError if a transport owns fd (asyncio's
- * _ensure_fd_no_transport, applied by add_reader & co). */
-int rl_net_check_fd_free(RlLoop *loop, int fd);
-extern PyMethodDef rl_net_loop_methods[];
-extern PyMethodDef rl_sock_loop_methods[];
+/* ---------------------------------------------------------------------- */
+/* Loop parts.  core/ is the run cycle, callbacks, timers and watches; what
+ * else the Loop type offers (transports, servers, sock_*, datagrams; TLS,
+ * subprocesses and files as they land) is a part outside core/, listed by
+ * module.c in rl_loop_parts.  Module and loop life cycles call every part's
+ * hooks in order without knowing what they do, so core/ includes nothing of
+ * the parts.  Any hook may be NULL. */
+typedef struct rl_loop_part {
+    const char *name;
+    PyMethodDef *methods; /* joined into the Loop type's methods */
+    /* module life: init allocates the part's slice of rl_state */
+    int (*module_init)(PyObject *module, rl_state *st);
+    int (*module_traverse)(rl_state *st, visitproc visit, void *arg);
+    void (*module_clear)(rl_state *st);
+    void (*module_free)(rl_state *st); /* after clear; NULL-safe */
+    /* loop life */
+    int (*loop_new)(RlLoop *loop); /* Loop_new; -1 with an exception */
+    int (*loop_traverse)(RlLoop *loop, visitproc visit, void *arg);
+    /* close()/dealloc, right after the reactor was destroyed: every op is
+     * IDLE again (or deliberately leaked) and no completion will come. */
+    void (*loop_after_reactor_destroy)(RlLoop *loop);
+    void (*loop_free)(RlLoop *loop); /* dealloc, last; NULL-safe */
+    /* add_reader & co: 0, or -1 with RuntimeError if the part owns fd
+     * (asyncio's _ensure_fd_no_transport). */
+    int (*check_fd_free)(RlLoop *loop, int fd);
+    /* Before each wait, outside any callback; never raises.  Called on
+     * every iteration: return at once when there is nothing to do. */
+    void (*before_wait)(RlLoop *loop);
+} rl_loop_part;
+
+/* module.c: every part, NULL-terminated, in init order. */
+extern const rl_loop_part *const rl_loop_parts[];
+
+/* loop.c: rl_loop_part.check_fd_free of every part. */
+int rl_loop_check_fd_free(RlLoop *loop, int fd);
 
 /* errors.c */
 /* Set an OSError (the right subclass) for a negative errno; returns NULL. */

@@ -2,6 +2,17 @@
  * imports.  traverse and clear mirror rl_state (internal.h) line for line. */
 #include "internal.h"
 
+/* The parts of the Loop outside core/ (internal.h, rl_loop_part): this
+ * file is where they meet, so it alone includes their headers. */
+#include "net.h"
+#include "sockops.h"
+
+const rl_loop_part *const rl_loop_parts[] = {
+    &rl_net_part,  /* transports, servers; st->net first: others use it */
+    &rl_sock_part, /* sock_*, datagram endpoints */
+    NULL,
+};
+
 rl_state *
 rl_get_state_by_type(PyTypeObject *tp)
 {
@@ -71,10 +82,13 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->str_asyncio_future_blocking);
     Py_VISIT(st->str_msg);
     Py_VISIT(st->str_get_debug);
-    if (rl_sock_module_traverse(st, visit, arg) < 0) {
-        return -1;
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->module_traverse != NULL &&
+            (*p)->module_traverse(st, visit, arg) < 0) {
+            return -1;
+        }
     }
-    return rl_net_module_traverse(st, visit, arg);
+    return 0;
 }
 
 void rl_future_freelist_clear(rl_state *st);
@@ -139,8 +153,11 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->str_asyncio_future_blocking);
     Py_CLEAR(st->str_msg);
     Py_CLEAR(st->str_get_debug);
-    rl_net_module_clear(st);
-    rl_sock_module_clear(st);
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->module_clear != NULL) {
+            (*p)->module_clear(st);
+        }
+    }
     return 0;
 }
 
@@ -148,6 +165,15 @@ static void
 module_free(void *mod)
 {
     (void)module_clear((PyObject *)mod);
+    rl_state *st = PyModule_GetState((PyObject *)mod);
+    if (st == NULL) {
+        return;
+    }
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->module_free != NULL) {
+            (*p)->module_free(st);
+        }
+    }
 }
 
 static PyObject *
@@ -299,11 +325,10 @@ module_exec(PyObject *mod)
     if (rl_task_init_registry(mod, st) < 0) {
         return -1;
     }
-    if (rl_net_module_init(mod, st) < 0) {
-        return -1;
-    }
-    if (rl_sock_module_init(mod, st) < 0) {
-        return -1;
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->module_init != NULL && (*p)->module_init(mod, st) < 0) {
+            return -1;
+        }
     }
     return 0;
 }

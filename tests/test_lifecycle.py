@@ -500,3 +500,28 @@ def test_loop_refuses_to_run_in_forked_child():
         assert lp.run_until_complete(asyncio.sleep(0.01, "parent")) == "parent"
     finally:
         lp.close()
+
+
+def test_loop_never_initialized_is_safe_to_use_and_collect():
+    # Loop.__new__ without __init__: every part's state (transports,
+    # sock_*) exists from __new__ on (rl_loop_part.loop_new), so methods
+    # refuse cleanly instead of touching missing state, and the object
+    # is collected without a crash.
+    import gc
+    import socket
+
+    from ringloop import _core
+
+    lp = _core.Loop.__new__(_core.Loop)
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(RuntimeError, match="__init__"):
+            lp.add_reader(a.fileno(), print)
+        assert lp.remove_reader(a.fileno()) is False
+        assert lp._net_counters() == {"ops_held": 0, "transports": 0}
+        assert lp._net_leaked() == 0
+    finally:
+        a.close()
+        b.close()
+    del lp
+    gc.collect()

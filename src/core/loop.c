@@ -542,9 +542,10 @@ run_once(RlLoop *self)
         return -1;
     }
     clean_timers(self);
-    if (RL_UNLIKELY(rl_net_loop_wants_before_wait(&self->net,
-                                                  self->sock.reqs))) {
-        rl_net_loop_before_wait(self); /* sockets closed under sock_* */
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->before_wait != NULL) {
+            (*p)->before_wait(self); /* e.g. sockets closed under sock_* */
+        }
     }
 
     int64_t timeout_ns;
@@ -922,8 +923,7 @@ add_watch(RlLoop *self, PyObject *const *args, Py_ssize_t nargs, int dir)
     if (fileobj_to_fd(self, args[0], &fd) < 0) {
         return NULL;
     }
-    if (fd >= 0 && (rl_net_check_fd_free(self, fd) < 0 ||
-                    rl_sock_check_fd_free(self, fd) < 0)) {
+    if (fd >= 0 && rl_loop_check_fd_free(self, fd) < 0) {
         return NULL;
     }
     if (rl_loop_check_closed(self) < 0) {
@@ -1039,8 +1039,7 @@ remove_watch(RlLoop *self, PyObject *fileobj, int dir)
         }
         PyErr_Clear();
     }
-    else if (fd >= 0 && (rl_net_check_fd_free(self, fd) < 0 ||
-                         rl_sock_check_fd_free(self, fd) < 0)) {
+    else if (fd >= 0 && rl_loop_check_fd_free(self, fd) < 0) {
         return NULL;
     }
     if (self->closed || self->reactor == NULL) {
@@ -1244,8 +1243,12 @@ loop_release_core(RlLoop *self)
     if (self->reactor != NULL) {
         rl_reactor_destroy(self->reactor);
         self->reactor = NULL;
-        rl_net_loop_after_reactor_destroy(self);
-        rl_sock_loop_after_reactor_destroy(self);
+        for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL;
+             p++) {
+            if ((*p)->loop_after_reactor_destroy != NULL) {
+                (*p)->loop_after_reactor_destroy(self);
+            }
+        }
     }
     /* 2. the watches (their ops were the kernel's until now) */
     while (self->watches != NULL) {
@@ -1303,8 +1306,17 @@ static PyObject *
 Loop_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
     RlLoop *self = (RlLoop *)PyType_GenericNew(tp, args, kwds);
-    if (self != NULL) {
-        self->closed = 1;
+    if (self == NULL) {
+        return NULL;
+    }
+    self->closed = 1;
+    /* Every part's state exists as long as the object does: methods of a
+     * loop whose __init__ failed or never ran find it. */
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->loop_new != NULL && (*p)->loop_new(self) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
     }
     return (PyObject *)self;
 }
@@ -1388,8 +1400,6 @@ Loop_init(RlLoop *self, PyObject *args, PyObject *kwds)
             : 1e-9;
     self->slow_callback_duration = 0.1;
     atomic_init(&self->wake_pending, 0);
-    rl_net_loop_init(self);
-    rl_sock_loop_init(self);
     return 0;
 }
 
@@ -1414,10 +1424,13 @@ Loop_traverse(RlLoop *self, visitproc visit, void *arg)
         Py_VISIT(w->fileobj);
     }
     /* The free lists' handles are untracked (handle.c): not visited. */
-    if (rl_sock_loop_traverse(self, visit, arg) < 0) {
-        return -1;
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->loop_traverse != NULL &&
+            (*p)->loop_traverse(self, visit, arg) < 0) {
+            return -1;
+        }
     }
-    return rl_net_loop_traverse(self, visit, arg);
+    return 0;
 }
 
 static int
@@ -1446,6 +1459,11 @@ Loop_dealloc(RlLoop *self)
     loop_release_core(self);
     Py_CLEAR(self->current_handle);
     Py_CLEAR(self->task_factory);
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->loop_free != NULL) {
+            (*p)->loop_free(self);
+        }
+    }
     Py_CLEAR(self->module);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -1710,7 +1728,7 @@ static PyType_Spec Loop_spec = {
     .slots = Loop_slots,
 };
 
-/* The Loop's methods come from three tables (core, transports, sock_*),
+/* The Loop's methods: core's table and every part's (rl_loop_parts),
  * joined once into this array. */
 static PyMethodDef *Loop_all_methods;
 
@@ -1720,11 +1738,12 @@ join_method_tables(void)
     if (Loop_all_methods != NULL) {
         return 0;
     }
-    PyMethodDef *parts[] = {Loop_methods, rl_net_loop_methods,
-                            rl_sock_loop_methods};
     size_t n = 0;
-    for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
-        for (PyMethodDef *m = parts[p]; m->ml_name != NULL; m++) {
+    for (PyMethodDef *m = Loop_methods; m->ml_name != NULL; m++) {
+        n++;
+    }
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        for (PyMethodDef *m = (*p)->methods; m && m->ml_name != NULL; m++) {
             n++;
         }
     }
@@ -1736,8 +1755,11 @@ join_method_tables(void)
         return -1;
     }
     n = 0;
-    for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
-        for (PyMethodDef *m = parts[p]; m->ml_name != NULL; m++) {
+    for (PyMethodDef *m = Loop_methods; m->ml_name != NULL; m++) {
+        all[n++] = *m;
+    }
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        for (PyMethodDef *m = (*p)->methods; m && m->ml_name != NULL; m++) {
             all[n++] = *m;
         }
     }
@@ -1770,4 +1792,15 @@ rl_loop_init_type(PyObject *module, rl_state *st)
         return -1;
     }
     return PyModule_AddType(module, st->LoopType);
+}
+
+int
+rl_loop_check_fd_free(RlLoop *loop, int fd)
+{
+    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+        if ((*p)->check_fd_free != NULL && (*p)->check_fd_free(loop, fd) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -28,7 +28,7 @@
  * and connection_lost() scheduled only when both ops had their final
  * completion, which close()/abort() reap at once (rl_net_reap_cancelled),
  * so that connection_lost() lands where asyncio's call_soon() puts it.
- * Until then the loop holds a reference (loop->sock.dgrams).
+ * Until then the loop holds a reference (loop->sock->dgrams).
  *
  * Both ops are rl_netops (net.h): each holds a reference to the transport
  * while the kernel owns it, and a completion whose delivery is queued
@@ -82,7 +82,7 @@ struct RlDgram {
     rl_pkt *qhead, *qtail;
     Py_ssize_t buffer_size;
     Py_ssize_t high_water, low_water;
-    RlDgram *lnext, *lprev; /* loop->sock.dgrams */
+    RlDgram *lnext, *lprev; /* loop->sock->dgrams */
     int fd;
     int family;
     int32_t rres; /* result of the last rop completion */
@@ -96,11 +96,11 @@ struct RlDgram {
     uint8_t lost_wanted;     /* connection_lost once the ops are idle */
     uint8_t lost_pushed;
     uint8_t lost_done;
-    uint8_t listed;          /* in loop->sock.dgrams */
+    uint8_t listed;          /* in loop->sock->dgrams */
     uint8_t rdead;           /* the receive op could not be submitted */
 };
 
-#define ST(tr) (&(tr)->loop->st->net)
+#define ST(tr) ((tr)->loop->st->net)
 
 static void maybe_lost(RlDgram *tr);
 
@@ -110,7 +110,7 @@ static void maybe_lost(RlDgram *tr);
 static void
 list_del(RlDgram *tr)
 {
-    rl_loop_sock *ls = &tr->loop->sock;
+    rl_loop_sock *ls = tr->loop->sock;
     if (!tr->listed) {
         return;
     }
@@ -1301,7 +1301,7 @@ rl_dgram_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     if (fd == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    r = PyObject_GetAttr(sock, st->net.str_family);
+    r = PyObject_GetAttr(sock, st->net->str_family);
     if (r == NULL) {
         return NULL;
     }
@@ -1319,7 +1319,7 @@ rl_dgram_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     if (f == NULL) {
         return NULL;
     }
-    PyTypeObject *tp = st->sock.DgramType;
+    PyTypeObject *tp = st->sock->DgramType;
     RlDgram *tr = (RlDgram *)tp->tp_alloc(tp, 0);
     if (tr == NULL) {
         return NULL;
@@ -1348,7 +1348,7 @@ rl_dgram_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
 
     /* asyncio: call_soon(protocol.connection_made, self), then start
      * reading, then wake the waiter: three records in this order. */
-    PyObject *cm = PyObject_GetAttr(protocol, st->net.str_connection_made);
+    PyObject *cm = PyObject_GetAttr(protocol, st->net->str_connection_made);
     if (cm == NULL) {
         Py_DECREF(tr);
         return NULL;
@@ -1371,7 +1371,7 @@ rl_dgram_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     }
     /* loop._transports[fd] = self, and the loop's reference. */
     f->dgram = tr;
-    rl_loop_sock *ls = &loop->sock;
+    rl_loop_sock *ls = loop->sock;
     Py_INCREF(tr);
     tr->listed = 1;
     tr->lnext = ls->dgrams;
@@ -1404,12 +1404,12 @@ rl_dgram_module_init(PyObject *module, rl_state *st)
     }
     /* Our layout must continue BaseTransport's: its one slot, _extra,
      * must be where RlDgram.extra is. */
-    st->net.aio_BaseTransport_extra =
+    st->net->aio_BaseTransport_extra =
         PyObject_GetAttrString(base, "_extra");
-    if (st->net.aio_BaseTransport_extra == NULL) {
+    if (st->net->aio_BaseTransport_extra == NULL) {
         goto done;
     }
-    PyObject *d = st->net.aio_BaseTransport_extra;
+    PyObject *d = st->net->aio_BaseTransport_extra;
     if (!Py_IS_TYPE(d, &PyMemberDescr_Type) ||
         ((PyMemberDescrObject *)d)->d_member->offset !=
             (Py_ssize_t)offsetof(RlDgram, extra) ||
@@ -1423,13 +1423,13 @@ rl_dgram_module_init(PyObject *module, rl_state *st)
     if (bases == NULL) {
         goto done;
     }
-    st->sock.DgramType = (PyTypeObject *)PyType_FromModuleAndSpec(
+    st->sock->DgramType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &Dgram_spec, bases);
-    if (st->sock.DgramType == NULL) {
+    if (st->sock->DgramType == NULL) {
         goto done;
     }
     if (PyModule_AddObjectRef(module, "DatagramTransport",
-                              (PyObject *)st->sock.DgramType) < 0) {
+                              (PyObject *)st->sock->DgramType) < 0) {
         goto done;
     }
     rc = 0;
@@ -1448,18 +1448,18 @@ rl_dgram_loop_after_reactor_destroy(RlLoop *loop)
      * close transports when the loop closes); the loop only drops its
      * references.  A transport whose op the reactor left ARMED/CANCELLING
      * (a ring that could not be drained) stays alive through the
-     * reference that op leaked (rl_net_loop_after_reactor_destroy), so its
+     * reference that op leaked (net_loop_after_reactor_destroy), so its
      * receive buffer, which the kernel may still write, is never freed:
      * Dgram_dealloc, the only place that frees it, cannot run. */
-    while (loop->sock.dgrams != NULL) {
-        list_del(loop->sock.dgrams);
+    while (loop->sock->dgrams != NULL) {
+        list_del(loop->sock->dgrams);
     }
 }
 
 int
 rl_dgram_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
 {
-    for (RlDgram *tr = loop->sock.dgrams; tr != NULL; tr = tr->lnext) {
+    for (RlDgram *tr = loop->sock->dgrams; tr != NULL; tr = tr->lnext) {
         Py_VISIT((PyObject *)tr);
     }
     return 0;

@@ -9,7 +9,7 @@
  * list of held ops; the final completion gives the reference back
  * (rl_netop_done()).  So an object whose memory or buffers the kernel may
  * still write to can never be freed, and when the loop closes,
- * rl_net_loop_after_reactor_destroy() walks that list to release what the
+ * net_loop_after_reactor_destroy() walks that list to release what the
  * ops pinned.
  *
  * The one op-ownership model (every transport and sock_* request):
@@ -114,19 +114,17 @@ typedef struct rl_loop_net {
     char *scratch;            /* read buffer of readiness-mode reads */
     /* Ops left ARMED/CANCELLING when the reactor was destroyed (it could
      * not drain the ring): leaked with their owners and buffers, never
-     * freed (rl_net_loop_after_reactor_destroy). */
+     * freed (net_loop_after_reactor_destroy). */
     size_t nleaked;
 } rl_loop_net;
 
-/* Called by the loop before each wait when sock_* calls are pending: a
- * socket closed under one has its op cancelled and the call left pending,
- * as asyncio's (ops.c, sockops.c).  Never raises. */
-void rl_net_loop_before_wait(struct RlLoop *loop);
-static inline int
-rl_net_loop_wants_before_wait(const rl_loop_net *ln, const void *sock_reqs)
-{
-    (void)ln;
-    return sock_reqs != NULL;
-}
+/* ops.c: the transports' part of the loop (rl_loop_part, internal.h):
+ * its module state (st->net) and loop state (loop->net), the Loop methods
+ * of transports and servers.  sockops.c has the sock_* part. */
+struct rl_loop_part;
+struct rl_state;
+extern const struct rl_loop_part rl_net_part;
+/* 0, or -1 with RuntimeError if a transport owns fd. */
+int rl_net_check_fd_free(struct RlLoop *loop, int fd);
 
 #endif /* RL_NET_H */

@@ -5,6 +5,8 @@
 #define RL_NET_INTERNAL_H
 
 #include "internal.h"
+#include "net.h"
+#include "sockops.h"
 
 #include <sys/socket.h>
 #include <sys/uio.h>

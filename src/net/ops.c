@@ -24,11 +24,11 @@ static void
 held_link(RlLoop *loop, rl_netop *n)
 {
     n->prev = NULL;
-    n->next = loop->net.held;
+    n->next = loop->net->held;
     if (n->next != NULL) {
         n->next->prev = n;
     }
-    loop->net.held = n;
+    loop->net->held = n;
 }
 
 static void
@@ -38,7 +38,7 @@ held_unlink(RlLoop *loop, rl_netop *n)
         n->prev->next = n->next;
     }
     else {
-        loop->net.held = n->next;
+        loop->net->held = n->next;
     }
     if (n->next != NULL) {
         n->next->prev = n->prev;
@@ -477,7 +477,7 @@ rl_sockaddr_to_py(const struct sockaddr *sa, socklen_t len)
 int
 rl_net_fdmap_set(RlLoop *loop, int fd, RlStream *t)
 {
-    rl_loop_net *ln = &loop->net;
+    rl_loop_net *ln = loop->net;
     if (fd < 0) {
         return 0;
     }
@@ -502,7 +502,7 @@ rl_net_fdmap_set(RlLoop *loop, int fd, RlStream *t)
 void
 rl_net_fdmap_clear(RlLoop *loop, int fd, RlStream *t)
 {
-    rl_loop_net *ln = &loop->net;
+    rl_loop_net *ln = loop->net;
     if (fd >= 0 && (size_t)fd < ln->nfdmap && ln->fdmap[fd] == t) {
         ln->fdmap[fd] = NULL;
     }
@@ -511,7 +511,7 @@ rl_net_fdmap_clear(RlLoop *loop, int fd, RlStream *t)
 int
 rl_net_check_fd_free(RlLoop *loop, int fd)
 {
-    rl_loop_net *ln = &loop->net;
+    rl_loop_net *ln = loop->net;
     if (fd < 0 || (size_t)fd >= ln->nfdmap || ln->fdmap[fd] == NULL) {
         return 0;
     }
@@ -523,12 +523,6 @@ rl_net_check_fd_free(RlLoop *loop, int fd)
                  "File descriptor %d is used by transport %R", fd,
                  (PyObject *)t);
     return -1;
-}
-
-void
-rl_net_loop_before_wait(RlLoop *loop)
-{
-    rl_sock_loop_before_wait(loop);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -551,22 +545,22 @@ static PyObject *
 Loop__net_counters(RlLoop *self, PyObject *Py_UNUSED(ignored))
 {
     Py_ssize_t held = 0;
-    for (rl_netop *n = self->net.held; n != NULL; n = n->next) {
+    for (rl_netop *n = self->net->held; n != NULL; n = n->next) {
         held++;
     }
     return Py_BuildValue("{snsn}", "ops_held", held, "transports",
-                         (Py_ssize_t)self->net.ntransports);
+                         (Py_ssize_t)self->net->ntransports);
 }
 
 /* Ops the loop leaked at close because the reactor could not take them
- * back from the kernel (see rl_net_loop_after_reactor_destroy). */
+ * back from the kernel (see net_loop_after_reactor_destroy). */
 static PyObject *
 Loop__net_leaked(RlLoop *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyLong_FromSize_t(self->net.nleaked);
+    return PyLong_FromSize_t(self->net->nleaked);
 }
 
-PyMethodDef rl_net_loop_methods[] = {
+static PyMethodDef net_loop_methods[] = {
     {"_make_socket_transport", RL_CFUNC(Loop__make_socket_transport),
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_listener", RL_CFUNC(Loop__listener), METH_FASTCALL, NULL},
@@ -590,10 +584,14 @@ import_attr(const char *modname, const char *attr)
     return v;
 }
 
-int
-rl_net_module_init(PyObject *module, rl_state *st)
+static int
+net_module_init(PyObject *module, rl_state *st)
 {
-    rl_net_state *ns = &st->net;
+    rl_net_state *ns = st->net = PyMem_Calloc(1, sizeof(*st->net));
+    if (ns == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
 #define INTERN(field, text)                                                   \
     do {                                                                      \
         ns->field = PyUnicode_InternFromString(text);                         \
@@ -671,10 +669,13 @@ rl_net_module_init(PyObject *module, rl_state *st)
     return 0;
 }
 
-int
-rl_net_module_traverse(rl_state *st, visitproc visit, void *arg)
+static int
+net_module_traverse(rl_state *st, visitproc visit, void *arg)
 {
-    rl_net_state *ns = &st->net;
+    rl_net_state *ns = st->net;
+    if (ns == NULL) {
+        return 0;
+    }
     Py_VISIT(ns->StreamType);
     Py_VISIT(ns->ListenerType);
     Py_VISIT(ns->socket_socket);
@@ -720,10 +721,13 @@ rl_net_module_traverse(rl_state *st, visitproc visit, void *arg)
     return 0;
 }
 
-void
-rl_net_module_clear(rl_state *st)
+static void
+net_module_clear(rl_state *st)
 {
-    rl_net_state *ns = &st->net;
+    rl_net_state *ns = st->net;
+    if (ns == NULL) {
+        return;
+    }
     Py_CLEAR(ns->StreamType);
     Py_CLEAR(ns->ListenerType);
     Py_CLEAR(ns->socket_socket);
@@ -768,25 +772,47 @@ rl_net_module_clear(rl_state *st)
     Py_CLEAR(ns->str_error_received);
 }
 
-void
-rl_net_loop_init(RlLoop *loop)
+static void
+net_module_free(rl_state *st)
 {
-    memset(&loop->net, 0, sizeof(loop->net));
+    PyMem_Free(st->net);
+    st->net = NULL;
 }
 
-int
-rl_net_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
+static int
+net_loop_new(RlLoop *loop)
 {
+    loop->net = PyMem_Calloc(1, sizeof(*loop->net));
+    if (loop->net == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void
+net_loop_free(RlLoop *loop)
+{
+    PyMem_Free(loop->net);
+    loop->net = NULL;
+}
+
+static int
+net_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
+{
+    if (loop->net == NULL) {
+        return 0;
+    }
     /* Each held op owns one reference to its owner: the kernel (that is,
      * the loop) keeps the owner alive. */
-    for (rl_netop *n = loop->net.held; n != NULL; n = n->next) {
+    for (rl_netop *n = loop->net->held; n != NULL; n = n->next) {
         Py_VISIT(n->owner);
     }
     return 0;
 }
 
-void
-rl_net_loop_after_reactor_destroy(RlLoop *loop)
+static void
+net_loop_after_reactor_destroy(RlLoop *loop)
 {
     /* No completion will come any more.  An op the reactor made IDLE is
      * ours again: release what it pinned, then its owner (whose dealloc
@@ -799,7 +825,7 @@ rl_net_loop_after_reactor_destroy(RlLoop *loop)
      * counted but visited by nobody once the op leaves the held list). */
     PyObject *owners = NULL;
     size_t n = 0;
-    for (rl_netop *p = loop->net.held; p != NULL; p = p->next) {
+    for (rl_netop *p = loop->net->held; p != NULL; p = p->next) {
         n++;
     }
     if (n > 0) {
@@ -809,12 +835,12 @@ rl_net_loop_after_reactor_destroy(RlLoop *loop)
         }
     }
     Py_ssize_t i = 0;
-    while (loop->net.held != NULL) {
-        rl_netop *p = loop->net.held;
+    while (loop->net->held != NULL) {
+        rl_netop *p = loop->net->held;
         held_unlink(loop, p);
         p->held = 0;
         if (p->op.state != RL_OPS_IDLE) {
-            loop->net.nleaked++; /* p->owner's reference stays taken */
+            loop->net->nleaked++; /* p->owner's reference stays taken */
             continue;
         }
         if (p->forget != NULL) {
@@ -827,13 +853,27 @@ rl_net_loop_after_reactor_destroy(RlLoop *loop)
             Py_DECREF(p->owner);
         }
     }
-    PyMem_Free(loop->net.fdmap);
-    loop->net.fdmap = NULL;
-    loop->net.nfdmap = 0;
-    PyMem_Free(loop->net.scratch);
-    loop->net.scratch = NULL;
+    PyMem_Free(loop->net->fdmap);
+    loop->net->fdmap = NULL;
+    loop->net->nfdmap = 0;
+    PyMem_Free(loop->net->scratch);
+    loop->net->scratch = NULL;
     if (owners != NULL) {
         /* Slots of leaked ops stay NULL: list_dealloc skips them. */
         Py_DECREF(owners);
     }
 }
+
+const rl_loop_part rl_net_part = {
+    .name = "net",
+    .methods = net_loop_methods,
+    .module_init = net_module_init,
+    .module_traverse = net_module_traverse,
+    .module_clear = net_module_clear,
+    .module_free = net_module_free,
+    .loop_new = net_loop_new,
+    .loop_traverse = net_loop_traverse,
+    .loop_after_reactor_destroy = net_loop_after_reactor_destroy,
+    .loop_free = net_loop_free,
+    .check_fd_free = rl_net_check_fd_free,
+};

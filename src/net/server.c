@@ -147,7 +147,7 @@ error:
         if (loop->debug) {
             rc = rl_net_report(
                 loop, "Error on transport creation for incoming connection",
-                exc, loop->st->net.str_protocol, protocol, NULL, NULL);
+                exc, loop->st->net->str_protocol, protocol, NULL, NULL);
         }
         Py_XDECREF(exc);
     }
@@ -172,7 +172,7 @@ schedule_retry(RlListener *l)
         return -1;
     }
     PyObject *stack[3] = {(PyObject *)l->loop, delay, resume};
-    PyObject *h = PyObject_VectorcallMethod(st->net.str_call_later, stack, 3,
+    PyObject *h = PyObject_VectorcallMethod(st->net->str_call_later, stack, 3,
                                             NULL);
     Py_DECREF(delay);
     Py_DECREF(resume);
@@ -193,7 +193,7 @@ listener_error(RlListener *l, int err)
     rl_state *st = loop->st;
     int rc = 0;
     PyObject *exc = rl_net_oserror(-err, NULL);
-    PyObject *trsock = exc ? PyObject_CallOneArg(st->net.aio_TransportSocket,
+    PyObject *trsock = exc ? PyObject_CallOneArg(st->net->aio_TransportSocket,
                                                  l->sock)
                            : NULL;
     if (trsock == NULL) {
@@ -206,14 +206,14 @@ listener_error(RlListener *l, int err)
     }
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         rc = rl_net_report(loop, "socket.accept() out of system resource",
-                           exc, st->net.str_socket, trsock, NULL, NULL);
+                           exc, st->net->str_socket, trsock, NULL, NULL);
     }
     else {
         /* asyncio lets the error reach the exception handler and keeps
          * its reader (a busy loop if the error persists); we report it
          * and retry after the same delay. */
         rc = rl_net_report(loop, "Error on accepting connections", exc,
-                           st->net.str_socket, trsock, NULL, NULL);
+                           st->net->str_socket, trsock, NULL, NULL);
     }
     Py_DECREF(exc);
     Py_DECREF(trsock);
@@ -485,9 +485,9 @@ int
 rl_listener_init_type(PyObject *module, rl_state *st)
 {
     (void)module;
-    st->net.ListenerType = (PyTypeObject *)PyType_FromModuleAndSpec(
+    st->net->ListenerType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &Listener_spec, NULL);
-    return st->net.ListenerType == NULL ? -1 : 0;
+    return st->net->ListenerType == NULL ? -1 : 0;
 }
 
 /* loop._listener(sock, protocol_factory, server): not started yet. */
@@ -527,7 +527,7 @@ rl_listener_new(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_ValueError, "Invalid file object: %R", args[0]);
         return NULL;
     }
-    RlListener *l = PyObject_GC_New(RlListener, st->net.ListenerType);
+    RlListener *l = PyObject_GC_New(RlListener, st->net->ListenerType);
     if (l == NULL) {
         return NULL;
     }

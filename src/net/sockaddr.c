@@ -8,6 +8,7 @@
  * to the socket's own method, so name resolution, idna, the odd types and
  * every error message stay CPython's. */
 #include "internal.h"
+#include "sockops.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

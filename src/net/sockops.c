@@ -96,7 +96,7 @@ struct RlSockReq {
     Py_ssize_t n;   /* bytes wanted / to send */
     Py_ssize_t pos; /* sendall: bytes sent so far */
     RlSockReq *qnext, *qprev; /* fd queue */
-    RlSockReq *lnext, *lprev; /* loop->sock.reqs */
+    RlSockReq *lnext, *lprev; /* loop->sock->reqs */
     int fd;
     int family;
     int type, proto;     /* sock_accept: of the new socket */
@@ -110,7 +110,7 @@ struct RlSockReq {
     uint8_t abandoned; /* the awaiter is gone: nobody takes a result */
     uint8_t orphaned;  /* its socket was closed under it: the awaiter
                         * stays pending, as asyncio's (see
-                        * rl_sock_loop_before_wait) */
+                        * sock_loop_before_wait) */
     uint8_t started;   /* the first attempt was made */
     uint8_t prepared;  /* sock_connect/sock_accept: checked at creation */
     uint8_t blocking;  /* sock_accept: the fd is in blocking mode, so no
@@ -122,7 +122,7 @@ struct RlSockReq {
     PyObject *unclaimed;
 };
 
-#define ST(loop) (&(loop)->st->net)
+#define ST(loop) ((loop)->st->net)
 
 /* ---------------------------------------------------------------------- */
 /* small helpers */
@@ -138,7 +138,7 @@ int
 rl_sock_is_native(rl_state *st, PyObject *sock)
 {
     PyObject *tp = (PyObject *)Py_TYPE(sock);
-    return tp == st->net.socket_socket || tp == st->net.socket__socket;
+    return tp == st->net->socket_socket || tp == st->net->socket__socket;
 }
 
 /* sock.fileno() as an int (-1 for a closed socket). */
@@ -174,7 +174,7 @@ err_is_would_block(void)
 rl_sockfd *
 rl_sock_fd(RlLoop *loop, int fd)
 {
-    rl_loop_sock *ls = &loop->sock;
+    rl_loop_sock *ls = loop->sock;
     if (fd < 0) {
         PyErr_SetString(PyExc_ValueError, "negative file descriptor");
         return NULL;
@@ -199,10 +199,10 @@ rl_sock_fd(RlLoop *loop, int fd)
 static inline rl_sockfd *
 fd_peek(RlLoop *loop, int fd)
 {
-    if (fd < 0 || (size_t)fd >= loop->sock.nfds) {
+    if (fd < 0 || (size_t)fd >= loop->sock->nfds) {
         return NULL;
     }
-    return &loop->sock.fds[fd];
+    return &loop->sock->fds[fd];
 }
 
 int
@@ -239,7 +239,7 @@ static void
 stash_clear(RlLoop *loop, rl_sockfd *f)
 {
     if (f->stash_data != NULL) {
-        loop->sock.nstash--;
+        loop->sock->nstash--;
     }
     Py_CLEAR(f->stash_data);
     Py_CLEAR(f->stash_addr);
@@ -288,7 +288,7 @@ stash_put(RlSockReq *req, PyObject *data, PyObject *addr, int front)
     f->stash_addr = Py_XNewRef(addr);
     f->stash_owner = wr;
     f->stash_owner_id = (void *)req->sock;
-    loop->sock.nstash++;
+    loop->sock->nstash++;
 }
 
 /* The fd's stash if it belongs to sock (a stash of a socket since closed,
@@ -296,7 +296,7 @@ stash_put(RlSockReq *req, PyObject *data, PyObject *addr, int front)
 static rl_sockfd *
 stash_get(RlLoop *loop, PyObject *sock, int fd)
 {
-    if (loop->sock.nstash == 0) {
+    if (loop->sock->nstash == 0) {
         return NULL;
     }
     rl_sockfd *f = fd_peek(loop, fd);
@@ -431,7 +431,7 @@ error:
 static void
 loop_list_add(RlSockReq *req)
 {
-    rl_loop_sock *ls = &req->loop->sock;
+    rl_loop_sock *ls = req->loop->sock;
     Py_INCREF(req); /* the loop's reference, while queued */
     req->lprev = NULL;
     req->lnext = ls->reqs;
@@ -445,7 +445,7 @@ loop_list_add(RlSockReq *req)
 static void
 loop_list_del(RlSockReq *req)
 {
-    rl_loop_sock *ls = &req->loop->sock;
+    rl_loop_sock *ls = req->loop->sock;
     if (req->lprev != NULL) {
         req->lprev->lnext = req->lnext;
     }
@@ -1334,8 +1334,8 @@ prepare(RlSockReq *req)
     req->native = (uint8_t)rl_sock_is_native(st, sock);
     if (!req->native) {
         /* base_events._check_ssl_socket */
-        if (st->net.ssl_SSLSocket != Py_None) {
-            int is = PyObject_IsInstance(sock, st->net.ssl_SSLSocket);
+        if (st->net->ssl_SSLSocket != Py_None) {
+            int is = PyObject_IsInstance(sock, st->net->ssl_SSLSocket);
             if (is < 0) {
                 return -1;
             }
@@ -1347,7 +1347,7 @@ prepare(RlSockReq *req)
         }
     }
     if (loop->debug) {
-        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net.str_gettimeout);
+        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net->str_gettimeout);
         if (t == NULL) {
             return -1;
         }
@@ -1396,7 +1396,7 @@ prepare(RlSockReq *req)
     }
     if (req->kind == K_RECVFROM || req->kind == K_RECVFROM_INTO ||
         req->kind == K_SENDTO) {
-        PyObject *fam = PyObject_GetAttr(sock, st->net.str_family);
+        PyObject *fam = PyObject_GetAttr(sock, st->net->str_family);
         if (fam == NULL) {
             return -1;
         }
@@ -1587,7 +1587,7 @@ req_start(RlSockReq *req, PyObject **result)
         }
         else if (req->kind == K_CONNECT ||
                  (req->kind == K_ACCEPT && req->blocking) ||
-                 (K_IS_RECV(req->kind) && !loop->sock.recv_inline &&
+                 (K_IS_RECV(req->kind) && !loop->sock->recv_inline &&
                   loop->reactor != NULL)) {
             /* The op directly (see ARCHITECTURE.md).  sock_accept() tries
              * accept4() first, as asyncio's sock.accept(): a socket that
@@ -1643,7 +1643,7 @@ req_start(RlSockReq *req, PyObject **result)
         PyObject *ok = cb == NULL ? NULL
                                   : PyObject_CallMethodOneArg(
                                         req->fut,
-                                        loop->st->net.str_add_done_callback,
+                                        loop->st->net->str_add_done_callback,
                                         cb);
         Py_XDECREF(cb);
         if (ok == NULL) {
@@ -2131,7 +2131,7 @@ req_new(RlLoop *loop, int kind, PyObject *sock, PyObject *arg,
         return NULL;
     }
     RlSockReq *req =
-        PyObject_GC_New(RlSockReq, (loop)->st->sock.SockReqType);
+        PyObject_GC_New(RlSockReq, (loop)->st->sock->SockReqType);
     if (req == NULL) {
         return NULL;
     }
@@ -2175,8 +2175,8 @@ static int
 sock_checks(RlLoop *loop, PyObject *sock)
 {
     rl_state *st = loop->st;
-    if (st->net.ssl_SSLSocket != Py_None) {
-        int r = PyObject_IsInstance(sock, st->net.ssl_SSLSocket);
+    if (st->net->ssl_SSLSocket != Py_None) {
+        int r = PyObject_IsInstance(sock, st->net->ssl_SSLSocket);
         if (r < 0) {
             return -1;
         }
@@ -2187,7 +2187,7 @@ sock_checks(RlLoop *loop, PyObject *sock)
         }
     }
     if (loop->debug) {
-        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net.str_gettimeout);
+        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net->str_gettimeout);
         if (t == NULL) {
             return -1;
         }
@@ -2295,7 +2295,7 @@ Loop_sock_connect(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
         /* A host name (resolve it) or a family we do not parse: the
          * Python path, as asyncio's. */
         PyObject *stack[3] = {(PyObject *)self, sock, address};
-        return PyObject_VectorcallMethod(self->st->net.str_sock_connect_slow,
+        return PyObject_VectorcallMethod(self->st->net->str_sock_connect_slow,
                                          stack, 3, NULL);
     }
     return (PyObject *)req;
@@ -2365,7 +2365,7 @@ Loop__sock_set_recv_inline(RlLoop *self, PyObject *arg)
     if (v < 0) {
         return NULL;
     }
-    self->sock.recv_inline = (char)v;
+    self->sock->recv_inline = (char)v;
     Py_RETURN_NONE;
 }
 
@@ -2373,17 +2373,17 @@ static PyObject *
 Loop__sock_debug(RlLoop *self, PyObject *Py_UNUSED(ignored))
 {
     Py_ssize_t nreq = 0;
-    for (RlSockReq *r = self->sock.reqs; r != NULL; r = r->lnext) {
+    for (RlSockReq *r = self->sock->reqs; r != NULL; r = r->lnext) {
         nreq++;
     }
     return Py_BuildValue("{snsnsO}", "queued", nreq, "stashes",
-                         (Py_ssize_t)self->sock.nstash, "recv_inline",
-                         self->sock.recv_inline ? Py_True : Py_False);
+                         (Py_ssize_t)self->sock->nstash, "recv_inline",
+                         self->sock->recv_inline ? Py_True : Py_False);
 }
 
 #define FASTKW (METH_FASTCALL | METH_KEYWORDS)
 
-PyMethodDef rl_sock_loop_methods[] = {
+static PyMethodDef rl_sock_loop_methods[] = {
     {"_sock_recv", RL_CFUNC(Loop_sock_recv), FASTKW,
      "_sock_recv($self, sock, n)\n--\n\n"
      "Receive up to n bytes from sock (awaitable; returns bytes)."},
@@ -2421,41 +2421,61 @@ PyMethodDef rl_sock_loop_methods[] = {
 #undef FASTKW
 
 /* ---------------------------------------------------------------------- */
-/* module and loop hooks */
+/* module and loop hooks: the part (rl_loop_part, internal.h) */
 
-int
-rl_sock_module_init(PyObject *module, rl_state *st)
+static int
+sock_module_init(PyObject *module, rl_state *st)
 {
-    /* The cached objects and names are st->net's (rl_net_module_init runs
-     * first). */
-    st->sock.SockReqType = (PyTypeObject *)PyType_FromModuleAndSpec(
+    /* The cached objects and names are st->net's (the net part comes
+     * first in rl_loop_parts). */
+    st->sock = PyMem_Calloc(1, sizeof(*st->sock));
+    if (st->sock == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    st->sock->SockReqType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &SockReq_spec, NULL);
-    if (st->sock.SockReqType == NULL) {
+    if (st->sock->SockReqType == NULL) {
         return -1;
     }
     return rl_dgram_module_init(module, st);
 }
 
-int
-rl_sock_module_traverse(rl_state *st, visitproc visit, void *arg)
+static int
+sock_module_traverse(rl_state *st, visitproc visit, void *arg)
 {
-    Py_VISIT(st->sock.SockReqType);
-    Py_VISIT(st->sock.DgramType);
+    if (st->sock != NULL) {
+        Py_VISIT(st->sock->SockReqType);
+        Py_VISIT(st->sock->DgramType);
+    }
     return 0;
 }
 
-void
-rl_sock_module_clear(rl_state *st)
+static void
+sock_module_clear(rl_state *st)
 {
-    Py_CLEAR(st->sock.SockReqType);
-    Py_CLEAR(st->sock.DgramType);
+    if (st->sock != NULL) {
+        Py_CLEAR(st->sock->SockReqType);
+        Py_CLEAR(st->sock->DgramType);
+    }
 }
 
-void
-rl_sock_loop_init(RlLoop *loop)
+static void
+sock_module_free(rl_state *st)
 {
-    rl_loop_sock *ls = &loop->sock;
-    memset(ls, 0, sizeof(*ls));
+    PyMem_Free(st->sock);
+    st->sock = NULL;
+}
+
+static int
+sock_loop_new(RlLoop *loop)
+{
+    rl_loop_sock *ls = PyMem_Calloc(1, sizeof(*ls));
+    if (ls == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    loop->sock = ls;
     /* Receives arm their op directly on both backends: cheaper in the
      * sock_* echo benchmark (ARCHITECTURE.md "loop.sock_*").  1 restores
      * asyncio's inline first attempt. */
@@ -2464,12 +2484,23 @@ rl_sock_loop_init(RlLoop *loop)
     if (env != NULL && (env[0] == '0' || env[0] == '1') && env[1] == 0) {
         ls->recv_inline = env[0] == '1';
     }
+    return 0;
 }
 
-int
-rl_sock_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
+static void
+sock_loop_free(RlLoop *loop)
 {
-    rl_loop_sock *ls = &loop->sock;
+    PyMem_Free(loop->sock);
+    loop->sock = NULL;
+}
+
+static int
+sock_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
+{
+    rl_loop_sock *ls = loop->sock;
+    if (ls == NULL) {
+        return 0;
+    }
     for (RlSockReq *r = ls->reqs; r != NULL; r = r->lnext) {
         Py_VISIT((PyObject *)r);
     }
@@ -2493,10 +2524,10 @@ rl_sock_loop_traverse(RlLoop *loop, visitproc visit, void *arg)
  * socket's fileno() changed has its op cancelled, which lets the kernel
  * close the file, and its awaiter is left pending: both backends then
  * behave as asyncio (issue 9, defect 12). */
-void
-rl_sock_loop_before_wait(RlLoop *loop)
+static void
+sock_loop_before_wait(RlLoop *loop)
 {
-    RlSockReq *r = loop->sock.reqs;
+    RlSockReq *r = loop->sock->reqs; /* NULL: nothing pending (the rule) */
     while (r != NULL) {
         if (r->qs != Q_HEAD || r->orphaned ||
             r->nop.op.state != RL_OPS_ARMED) {
@@ -2521,13 +2552,13 @@ rl_sock_loop_before_wait(RlLoop *loop)
     }
 }
 
-void
-rl_sock_loop_after_reactor_destroy(RlLoop *loop)
+static void
+sock_loop_after_reactor_destroy(RlLoop *loop)
 {
-    rl_loop_sock *ls = &loop->sock;
+    rl_loop_sock *ls = loop->sock;
     /* An op the reactor made IDLE: the kernel is done with its buffers.
      * One left ARMED/CANCELLING (a ring that could not be drained, see
-     * rl_net_loop_after_reactor_destroy) may still be written by the
+     * net_loop_after_reactor_destroy) may still be written by the
      * kernel: its request keeps its buffers (the bytes being filled, the
      * *_into export, the data being sent) and stays a zombie, which
      * nothing ever finishes, clears or frees (its op leaked a reference
@@ -2559,3 +2590,18 @@ rl_sock_loop_after_reactor_destroy(RlLoop *loop)
     ls->nfds = 0;
     ls->nstash = 0;
 }
+
+const rl_loop_part rl_sock_part = {
+    .name = "sock",
+    .methods = rl_sock_loop_methods,
+    .module_init = sock_module_init,
+    .module_traverse = sock_module_traverse,
+    .module_clear = sock_module_clear,
+    .module_free = sock_module_free,
+    .loop_new = sock_loop_new,
+    .loop_traverse = sock_loop_traverse,
+    .loop_after_reactor_destroy = sock_loop_after_reactor_destroy,
+    .loop_free = sock_loop_free,
+    .check_fd_free = rl_sock_check_fd_free,
+    .before_wait = sock_loop_before_wait,
+};

@@ -54,22 +54,14 @@ typedef struct rl_loop_sock {
 } rl_loop_sock;
 
 /* ---------------------------------------------------------------------- */
-/* Functions (struct names: internal.h includes this before its typedefs). */
+/* Functions */
 struct RlLoop;
 struct rl_state;
 
-/* sockops.c: module and loop hooks (called by module.c and loop.c) */
-int rl_sock_module_init(PyObject *module, struct rl_state *st);
-int rl_sock_module_traverse(struct rl_state *st, visitproc visit, void *arg);
-void rl_sock_module_clear(struct rl_state *st);
-void rl_sock_loop_init(struct RlLoop *loop);
-int rl_sock_loop_traverse(struct RlLoop *loop, visitproc visit, void *arg);
-/* Before each wait: cancel the ops of sock_* calls whose socket was
- * closed under them (asyncio leaves them pending).  Never raises. */
-void rl_sock_loop_before_wait(struct RlLoop *loop);
-/* After the reactor was destroyed (every op IDLE, no completion will
- * come): release what requests and transports held for the kernel. */
-void rl_sock_loop_after_reactor_destroy(struct RlLoop *loop);
+/* sockops.c: the sock_* and datagram part of the loop (rl_loop_part,
+ * internal.h): st->sock, loop->sock and their Loop methods. */
+struct rl_loop_part;
+extern const struct rl_loop_part rl_sock_part;
 /* 0, or -1 with RuntimeError when a datagram transport owns fd. */
 int rl_sock_check_fd_free(struct RlLoop *loop, int fd);
 /* The fd's record, grown on demand (NULL + MemoryError). */

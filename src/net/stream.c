@@ -423,7 +423,7 @@ final_fn(RlLoop *loop, PyObject *a, PyObject *b)
     t->lost_exc = NULL;
     if (protocol != NULL && t->protocol_connected) {
         PyObject *r = rl_net_call_method(t->context, protocol,
-                                         st->net.str_connection_lost,
+                                         st->net->str_connection_lost,
                                          exc ? exc : Py_None);
         if (r == NULL) {
             if (rl_net_exc_is_fatal()) {
@@ -434,8 +434,8 @@ final_fn(RlLoop *loop, PyObject *a, PyObject *b)
                 rc = rl_net_report(loop,
                                    "Exception in callback "
                                    "protocol.connection_lost()",
-                                   e, st->net.str_transport, a,
-                                   st->net.str_protocol, protocol);
+                                   e, st->net->str_transport, a,
+                                   st->net->str_protocol, protocol);
                 Py_XDECREF(e);
             }
         }
@@ -515,7 +515,7 @@ resume_writing_fn(RlLoop *loop, PyObject *a, PyObject *b)
         !t->lost_done) {
         set_paused_slot(t, 0);
         PyObject *r = rl_net_call_method(t->context, t->protocol,
-                                         loop->st->net.str_resume_writing,
+                                         loop->st->net->str_resume_writing,
                                          NULL);
         if (r == NULL) {
             if (rl_net_exc_is_fatal()) {
@@ -524,8 +524,8 @@ resume_writing_fn(RlLoop *loop, PyObject *a, PyObject *b)
             else {
                 PyObject *e = rl_err_get_raised();
                 rc = rl_net_report(loop, "protocol.resume_writing() failed",
-                                   e, loop->st->net.str_transport, a,
-                                   loop->st->net.str_protocol, t->protocol);
+                                   e, loop->st->net->str_transport, a,
+                                   loop->st->net->str_protocol, t->protocol);
                 Py_XDECREF(e);
             }
         }
@@ -585,7 +585,7 @@ deliver_copy(RlStream *t, const char *p, size_t n)
             return -1;
         }
         PyObject *r = rl_net_call_method(t->context, t->protocol,
-                                         st->net.str_data_received, data);
+                                         st->net->str_data_received, data);
         Py_DECREF(data);
         Py_XDECREF(r);
         return r == NULL ? -1 : 0;
@@ -596,7 +596,7 @@ deliver_copy(RlStream *t, const char *p, size_t n)
             return -1;
         }
         PyObject *buf = rl_net_call_method(t->context, t->protocol,
-                                           st->net.str_get_buffer, hint);
+                                           st->net->str_get_buffer, hint);
         Py_DECREF(hint);
         if (buf == NULL) {
             return -1;
@@ -622,7 +622,7 @@ deliver_copy(RlStream *t, const char *p, size_t n)
             return -1;
         }
         PyObject *r = rl_net_call_method(t->context, t->protocol,
-                                         st->net.str_buffer_updated, nb);
+                                         st->net->str_buffer_updated, nb);
         Py_DECREF(nb);
         if (r == NULL) {
             return -1;
@@ -656,7 +656,7 @@ get_protocol_buffer(RlStream *t)
         return NULL;
     }
     PyObject *b = rl_net_call_method(t->context, t->protocol,
-                                     st->net.str_get_buffer, hint);
+                                     st->net->str_get_buffer, hint);
     Py_DECREF(hint);
     if (b == NULL) {
         return NULL;
@@ -690,13 +690,13 @@ on_eof(RlStream *t)
     rl_state *st = t->loop->st;
     t->eof_seen = 1;
     if (t->loop->debug) {
-        if (rl_net_log(t->loop, st->net.str_debug, "%r received EOF",
+        if (rl_net_log(t->loop, st->net->str_debug, "%r received EOF",
                        (PyObject *)t, NULL) < 0) {
             PyErr_WriteUnraisable((PyObject *)t);
         }
     }
     PyObject *r = rl_net_call_method(t->context, t->protocol,
-                                     st->net.str_eof_received, NULL);
+                                     st->net->str_eof_received, NULL);
     if (r == NULL) {
         if (rl_net_exc_is_fatal()) {
             return -1;
@@ -756,7 +756,7 @@ read_now(RlStream *t, PyObject **data, size_t *cap)
         *cap = len;
         return (int32_t)n;
     }
-    rl_loop_net *ln = &t->loop->net;
+    rl_loop_net *ln = t->loop->net;
     if (ln->scratch == NULL) {
         ln->scratch = PyMem_Malloc(RBUF_SIZE);
         if (ln->scratch == NULL) {
@@ -877,7 +877,7 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
             PyObject *nb = PyLong_FromLong(res);
             if (nb != NULL) {
                 r = rl_net_call_method(t->context, t->protocol,
-                                       st->net.str_buffer_updated, nb);
+                                       st->net->str_buffer_updated, nb);
                 Py_DECREF(nb);
             }
         }
@@ -896,7 +896,7 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
     else {
         if (!t->buffered) {
             r = rl_net_call_method(t->context, t->protocol,
-                                   st->net.str_data_received, data);
+                                   st->net->str_data_received, data);
         }
         else {
             /* set_protocol() while the RECV was in flight */
@@ -1255,11 +1255,11 @@ stream_do_close_socket(RlStream *t)
         int fd = t->fd;
         t->fd = -1;
         rl_net_fdmap_clear(t->loop, fd, t);
-        if (t->loop->net.ntransports > 0) {
-            t->loop->net.ntransports--;
+        if (t->loop->net->ntransports > 0) {
+            t->loop->net->ntransports--;
         }
         if (t->sock != NULL) {
-            PyObject *r = PyObject_CallMethodNoArgs(t->sock, st->net.str_close);
+            PyObject *r = PyObject_CallMethodNoArgs(t->sock, st->net->str_close);
             if (r == NULL) {
                 rc = -1;
             }
@@ -1272,7 +1272,7 @@ stream_do_close_socket(RlStream *t)
     PyObject *server = t->server;
     t->server = NULL;
     if (server != NULL) {
-        PyObject *r = PyObject_CallMethodOneArg(server, st->net.str_detach,
+        PyObject *r = PyObject_CallMethodOneArg(server, st->net->str_detach,
                                                 (PyObject *)t);
         if (r == NULL) {
             rc = -1;
@@ -1380,8 +1380,8 @@ fatal_error(RlStream *t, PyObject *exc, const char *msg)
         }
     }
     else {
-        rc = rl_net_report(t->loop, msg, exc, st->net.str_transport,
-                           (PyObject *)t, st->net.str_protocol,
+        rc = rl_net_report(t->loop, msg, exc, st->net->str_transport,
+                           (PyObject *)t, st->net->str_protocol,
                            t->protocol);
     }
     force_close(t, exc, 1);
@@ -1395,7 +1395,7 @@ static int
 stream_set_protocol(RlStream *t, PyObject *protocol)
 {
     int b = PyObject_IsInstance(protocol,
-                                t->loop->st->net.aio_BufferedProtocol);
+                                t->loop->st->net->aio_BufferedProtocol);
     if (b < 0) {
         return -1;
     }
@@ -1509,15 +1509,15 @@ maybe_pause_protocol(RlStream *t)
     }
     rl_state *st = t->loop->st;
     PyObject *r = PyObject_CallMethodNoArgs(t->protocol,
-                                            st->net.str_pause_writing);
+                                            st->net->str_pause_writing);
     if (r == NULL) {
         if (rl_net_exc_is_fatal()) {
             return -1;
         }
         PyObject *e = rl_err_get_raised();
         int rc = rl_net_report(t->loop, "protocol.pause_writing() failed", e,
-                               st->net.str_transport, (PyObject *)t,
-                               st->net.str_protocol, t->protocol);
+                               st->net->str_transport, (PyObject *)t,
+                               st->net->str_protocol, t->protocol);
         Py_XDECREF(e);
         return rc;
     }
@@ -1531,7 +1531,7 @@ rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
               PyObject *ctx, int now)
 {
     rl_state *st = loop->st;
-    PyTypeObject *tp = st->net.StreamType;
+    PyTypeObject *tp = st->net->StreamType;
     RlStream *t = (RlStream *)tp->tp_alloc(tp, 0);
     if (t == NULL) {
         Py_XDECREF(ctx);
@@ -1575,14 +1575,14 @@ rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
         Py_CLEAR(t->sock);
         goto error;
     }
-    loop->net.ntransports++;
+    loop->net->ntransports++;
     if (t->family == AF_INET || t->family == AF_INET6) {
         /* asyncio's _set_nodelay: small writes go out at once. */
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     if (server != NULL && server != Py_None) {
-        PyObject *r = PyObject_CallMethodOneArg(server, st->net.str_attach,
+        PyObject *r = PyObject_CallMethodOneArg(server, st->net->str_attach,
                                                 (PyObject *)t);
         if (r == NULL) {
             goto error_open;
@@ -1593,7 +1593,7 @@ rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
 
     /* connection_made(transport) through a Handle: its errors are reported
      * as asyncio reports a failing callback. */
-    PyObject *cm = PyObject_GetAttr(protocol, st->net.str_connection_made);
+    PyObject *cm = PyObject_GetAttr(protocol, st->net->str_connection_made);
     if (cm == NULL) {
         goto error_open;
     }
@@ -1640,7 +1640,7 @@ error_open:
     t->closing = 1;
     t->lost_done = 1;
     rl_net_fdmap_clear(loop, fd, t);
-    loop->net.ntransports--;
+    loop->net->ntransports--;
     t->fd = -1;
     Py_CLEAR(t->sock);
     Py_CLEAR(t->server);
@@ -1802,7 +1802,7 @@ write_pieces(RlStream *t, wpiece *pc, Py_ssize_t npc, size_t total)
     }
     if (t->conn_lost) {
         if (t->conn_lost >= RL_LOG_THRESHOLD_FOR_CONNLOST_WRITES &&
-            rl_net_log(t->loop, t->loop->st->net.str_warning,
+            rl_net_log(t->loop, t->loop->st->net->str_warning,
                        "socket.send() raised exception.", NULL, NULL) < 0) {
             return -1;
         }
@@ -2115,7 +2115,7 @@ Stream_pause_reading(RlStream *t, PyObject *Py_UNUSED(ignored))
         (void)rl_netop_cancel(t->loop, &t->rop);
     }
     if (t->loop->debug &&
-        rl_net_log(t->loop, t->loop->st->net.str_debug, "%r pauses reading",
+        rl_net_log(t->loop, t->loop->st->net->str_debug, "%r pauses reading",
                    (PyObject *)t, NULL) < 0) {
         return NULL;
     }
@@ -2133,7 +2133,7 @@ Stream_resume_reading(RlStream *t, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     if (t->loop->debug &&
-        rl_net_log(t->loop, t->loop->st->net.str_debug,
+        rl_net_log(t->loop, t->loop->st->net->str_debug,
                    "%r resumes reading", (PyObject *)t, NULL) < 0) {
         return NULL;
     }
@@ -2200,7 +2200,7 @@ stream_sock(RlStream *t)
     int type = SOCK_STREAM, proto = 0;
     socklen_t l = sizeof(proto);
     (void)getsockopt(t->fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l);
-    t->sock = PyObject_CallFunction(t->loop->st->net.socket_socket, "iiii",
+    t->sock = PyObject_CallFunction(t->loop->st->net->socket_socket, "iiii",
                                     t->family, type | SOCK_NONBLOCK, proto,
                                     t->fd);
     return t->sock;
@@ -2229,9 +2229,9 @@ Stream_get_extra_info(RlStream *t, PyObject *args, PyObject *kwds)
         return Py_NewRef(dflt);
     }
     PyObject *v = NULL;
-    int which = PyUnicode_Compare(name, st->net.str_socket) == 0     ? 1
-                : PyUnicode_Compare(name, st->net.str_sockname) == 0 ? 2
-                : PyUnicode_Compare(name, st->net.str_peername) == 0 ? 3
+    int which = PyUnicode_Compare(name, st->net->str_socket) == 0     ? 1
+                : PyUnicode_Compare(name, st->net->str_sockname) == 0 ? 2
+                : PyUnicode_Compare(name, st->net->str_peername) == 0 ? 3
                                                                      : 0;
     if (which == 0 || (t->fd < 0 && (which != 1 || t->sock == NULL))) {
         /* Unknown, or asked for only after the socket was closed. */
@@ -2242,7 +2242,7 @@ Stream_get_extra_info(RlStream *t, PyObject *args, PyObject *kwds)
         if (sock == NULL) {
             return NULL;
         }
-        v = PyObject_CallOneArg(st->net.aio_TransportSocket, sock);
+        v = PyObject_CallOneArg(st->net->aio_TransportSocket, sock);
     }
     else {
         struct sockaddr_storage ss;
@@ -2550,11 +2550,11 @@ rl_stream_init_type(PyObject *module, rl_state *st)
     else if (!PyType_Check(base) || !flowcontrol_layout_ok((PyTypeObject *)base)) {
         Py_CLEAR(base);
     }
-    st->net.aio_FlowControlMixin = base; /* NULL: plain object base */
-    st->net.StreamType = (PyTypeObject *)PyType_FromModuleAndSpec(
+    st->net->aio_FlowControlMixin = base; /* NULL: plain object base */
+    st->net->StreamType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &Stream_spec, base);
-    if (st->net.StreamType == NULL) {
+    if (st->net->StreamType == NULL) {
         return -1;
     }
-    return PyModule_AddType(module, st->net.StreamType);
+    return PyModule_AddType(module, st->net->StreamType);
 }
