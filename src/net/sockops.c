@@ -1324,6 +1324,44 @@ start_queued_fn(RlLoop *loop, PyObject *a, PyObject *b)
 /* ---------------------------------------------------------------------- */
 /* starting: the first step of the awaitable */
 
+/* The checks asyncio's sock_* make before anything else: not an SSLSocket
+ * (base_events._check_ssl_socket; a native socket, exactly socket.socket,
+ * cannot be one); non-blocking in debug mode.  0, or -1 raised. */
+static int
+check_asyncio_sock(RlLoop *loop, PyObject *sock, int native)
+{
+    rl_state *st = loop->st;
+    if (!native && st->net->ssl_SSLSocket != Py_None) {
+        int is = PyObject_IsInstance(sock, st->net->ssl_SSLSocket);
+        if (is < 0) {
+            return -1;
+        }
+        if (is) {
+            PyErr_SetString(PyExc_TypeError,
+                            "Socket cannot be of type SSLSocket");
+            return -1;
+        }
+    }
+    if (loop->debug) {
+        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net->str_gettimeout);
+        if (t == NULL) {
+            return -1;
+        }
+        /* asyncio: `sock.gettimeout() != 0` (None, a blocking socket, too) */
+        int blocking = t == Py_None || PyObject_IsTrue(t);
+        Py_DECREF(t);
+        if (blocking < 0) {
+            return -1;
+        }
+        if (blocking) {
+            PyErr_SetString(PyExc_ValueError,
+                            "the socket must be non-blocking");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* asyncio's argument checks and the native/generic choice.  -1 raised. */
 static int
 prepare(RlSockReq *req)
@@ -1332,38 +1370,8 @@ prepare(RlSockReq *req)
     rl_state *st = loop->st;
     PyObject *sock = req->sock;
     req->native = (uint8_t)rl_sock_is_native(st, sock);
-    if (!req->native) {
-        /* base_events._check_ssl_socket */
-        if (st->net->ssl_SSLSocket != Py_None) {
-            int is = PyObject_IsInstance(sock, st->net->ssl_SSLSocket);
-            if (is < 0) {
-                return -1;
-            }
-            if (is) {
-                PyErr_SetString(PyExc_TypeError,
-                                "Socket cannot be of type SSLSocket");
-                return -1;
-            }
-        }
-    }
-    if (loop->debug) {
-        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net->str_gettimeout);
-        if (t == NULL) {
-            return -1;
-        }
-        PyObject *z = PyLong_FromLong(0);
-        int ne = z ? PyObject_RichCompareBool(t, z, Py_NE) : -1;
-        Py_XDECREF(z);
-        Py_DECREF(t);
-        if (ne < 0) {
-            return -1;
-        }
-        int zero = !ne;
-        if (!zero) {
-            PyErr_SetString(PyExc_ValueError,
-                            "the socket must be non-blocking");
-            return -1;
-        }
+    if (check_asyncio_sock(loop, sock, req->native) < 0) {
+        return -1;
     }
     if (req->kind == K_RECVFROM_INTO) {
         /* asyncio: `if not nbytes: nbytes = len(buf)` */
@@ -2169,38 +2177,14 @@ DEF_SOCK_METHOD(Loop_sock_sendall, K_SENDALL, 2, 2, "sock", "data")
 DEF_SOCK_METHOD(Loop_sock_sendto, K_SENDTO, 3, 3, "sock", "data", "address")
 #undef DEF_SOCK_METHOD
 
-/* The checks asyncio's sock_* make: not an SSLSocket; non-blocking in
- * debug mode.  Returns the fd, or -1 with an exception. */
+/* check_asyncio_sock(), then the fd.  Returns the fd, or -1 with an
+ * exception. */
 static int
 sock_checks(RlLoop *loop, PyObject *sock)
 {
     rl_state *st = loop->st;
-    if (st->net->ssl_SSLSocket != Py_None) {
-        int r = PyObject_IsInstance(sock, st->net->ssl_SSLSocket);
-        if (r < 0) {
-            return -1;
-        }
-        if (r) {
-            PyErr_SetString(PyExc_TypeError,
-                            "Socket cannot be of type SSLSocket");
-            return -1;
-        }
-    }
-    if (loop->debug) {
-        PyObject *t = PyObject_CallMethodNoArgs(sock, st->net->str_gettimeout);
-        if (t == NULL) {
-            return -1;
-        }
-        int nonzero = t == Py_None || PyObject_IsTrue(t);
-        Py_DECREF(t);
-        if (nonzero < 0) {
-            return -1;
-        }
-        if (nonzero) {
-            PyErr_SetString(PyExc_ValueError,
-                            "the socket must be non-blocking");
-            return -1;
-        }
+    if (check_asyncio_sock(loop, sock, rl_sock_is_native(st, sock)) < 0) {
+        return -1;
     }
     PyObject *f = PyObject_CallMethodNoArgs(sock, st->str_fileno);
     if (f == NULL) {
