@@ -372,6 +372,9 @@ int rl_future_set_result_unless_done(PyObject *fut, PyObject *result);
 int rl_future_set_exception_unless_done(PyObject *fut, PyObject *exc);
 /* 1 done, 0 pending, -1 error */
 int rl_future_is_done(PyObject *fut);
+/* future.c: cancel(msg=None)'s arguments (Future and Task); msg borrowed. */
+int rl_parse_cancel_args(rl_state *st, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames, PyObject **msg);
 
 /* loop.c: schedule a C function on the ready ring (steals a and b). */
 static inline int

@@ -648,19 +648,20 @@ Future_remove_done_callback(RlFuture *self, PyObject *fn)
     return PyLong_FromSsize_t(removed);
 }
 
-static PyObject *
-Future_cancel(RlFuture *self, PyObject *const *args, Py_ssize_t nargs,
-              PyObject *kwnames)
+/* cancel(msg=None)'s arguments, for Future.cancel and Task.cancel: *msg is
+ * borrowed (Py_None when not given).  0, or -1 with TypeError. */
+int
+rl_parse_cancel_args(rl_state *st, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames, PyObject **msg)
 {
-    rl_state *st = fut_state_of((PyObject *)self);
-    PyObject *msg = Py_None;
+    *msg = Py_None;
     if (nargs > 1) {
         PyErr_SetString(PyExc_TypeError,
                         "cancel() takes at most 1 argument");
-        return NULL;
+        return -1;
     }
     if (nargs == 1) {
-        msg = args[0];
+        *msg = args[0];
     }
     if (kwnames != NULL) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
@@ -672,10 +673,22 @@ Future_cancel(RlFuture *self, PyObject *const *args, Py_ssize_t nargs,
                                  "argument '%S'",
                                  k);
                 }
-                return NULL;
+                return -1;
             }
-            msg = args[nargs + i];
+            *msg = args[nargs + i];
         }
+    }
+    return 0;
+}
+
+static PyObject *
+Future_cancel(RlFuture *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    rl_state *st = fut_state_of((PyObject *)self);
+    PyObject *msg;
+    if (rl_parse_cancel_args(st, args, nargs, kwnames, &msg) < 0) {
+        return NULL;
     }
     if (future_ensure_alive(self) < 0) {
         return NULL;

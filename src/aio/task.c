@@ -1001,29 +1001,9 @@ Task_cancel(RlTask *self, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
     rl_state *st = task_st((PyObject *)self);
-    PyObject *msg = Py_None;
-    if (nargs > 1) {
-        PyErr_SetString(PyExc_TypeError,
-                        "cancel() takes at most 1 argument");
+    PyObject *msg;
+    if (rl_parse_cancel_args(st, args, nargs, kwnames, &msg) < 0) {
         return NULL;
-    }
-    if (nargs == 1) {
-        msg = args[0];
-    }
-    if (kwnames != NULL) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-            if (nargs == 1 || PyUnicode_Compare(k, st->str_msg) != 0) {
-                if (!PyErr_Occurred()) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "cancel() got an unexpected keyword "
-                                 "argument '%S'",
-                                 k);
-                }
-                return NULL;
-            }
-            msg = args[nargs + i];
-        }
     }
     int r = task_cancel_impl(st, self, msg == Py_None ? NULL : msg);
     if (r < 0) {
