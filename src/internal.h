@@ -289,6 +289,9 @@ struct RlLoop {
      * freed by loop_free (dealloc); never NULL on a Loop that exists. */
     struct rl_loop_net *net;   /* net/net.h */
     struct rl_loop_sock *sock; /* net/sockops.h */
+    /* Parts that have work for their before_wait hook: each counts itself
+     * in while it has (the loop calls the hooks only when > 0). */
+    int before_wait_wanted;
     atomic_int wake_pending;
     PyObject *task_factory;
     char backend_fallback[200]; /* why auto did not get io_uring, or "" */
@@ -408,8 +411,9 @@ typedef struct rl_loop_part {
     /* add_reader & co: 0, or -1 with RuntimeError if the part owns fd
      * (asyncio's _ensure_fd_no_transport). */
     int (*check_fd_free)(RlLoop *loop, int fd);
-    /* Before each wait, outside any callback; never raises.  Called on
-     * every iteration: return at once when there is nothing to do. */
+    /* Before each wait, outside any callback; never raises.  Called only
+     * while loop->before_wait_wanted > 0, which a part increments while it
+     * has such work (and must then return at once when it has none). */
     void (*before_wait)(RlLoop *loop);
 } rl_loop_part;
 

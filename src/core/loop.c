@@ -542,9 +542,11 @@ run_once(RlLoop *self)
         return -1;
     }
     clean_timers(self);
-    for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
-        if ((*p)->before_wait != NULL) {
-            (*p)->before_wait(self); /* e.g. sockets closed under sock_* */
+    if (RL_UNLIKELY(self->before_wait_wanted > 0)) {
+        for (const rl_loop_part *const *p = rl_loop_parts; *p != NULL; p++) {
+            if ((*p)->before_wait != NULL) {
+                (*p)->before_wait(self); /* sockets closed under sock_* */
+            }
         }
     }
 

@@ -438,6 +438,9 @@ loop_list_add(RlSockReq *req)
     if (ls->reqs != NULL) {
         ls->reqs->lprev = req;
     }
+    else {
+        req->loop->before_wait_wanted++; /* sock_loop_before_wait */
+    }
     ls->reqs = req;
 }
 
@@ -451,6 +454,9 @@ loop_list_del(RlSockReq *req)
     }
     else {
         ls->reqs = req->lnext;
+        if (ls->reqs == NULL) {
+            req->loop->before_wait_wanted--;
+        }
     }
     if (req->lnext != NULL) {
         req->lnext->lprev = req->lprev;
@@ -1370,7 +1376,8 @@ prepare(RlSockReq *req)
     rl_state *st = loop->st;
     PyObject *sock = req->sock;
     req->native = (uint8_t)rl_sock_is_native(st, sock);
-    if (check_asyncio_sock(loop, sock, req->native) < 0) {
+    if ((!req->native || loop->debug) &&
+        check_asyncio_sock(loop, sock, req->native) < 0) {
         return -1;
     }
     if (req->kind == K_RECVFROM_INTO) {
