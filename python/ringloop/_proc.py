@@ -95,13 +95,21 @@ class _UnixReadPipeTransport(unix_events._UnixReadPipeTransport):
                 self._fatal_error(exc, "Fatal read error on pipe transport")
                 return
             if not data:
-                # EOF: asyncio's own handling (its _read_ready reads again,
-                # gets b'' again: a closed write end stays at EOF).
-                super()._read_ready()
+                self._eof()
                 return
             self._protocol.data_received(data)
-            if self._paused or self._closing or self._fileno != fd:
+            if self._paused or self._closing:
                 return
+
+    def _eof(self):
+        # What asyncio's _read_ready does on EOF, in its order.
+        loop = self._loop
+        if loop.get_debug():
+            unix_events.logger.info("%r was closed by peer", self)
+        self._closing = True
+        loop._remove_reader(self._fileno)
+        loop.call_soon(self._protocol.eof_received)
+        loop.call_soon(self._call_connection_lost, None)
 
 
 class _UnixWritePipeTransport(unix_events._UnixWritePipeTransport):
@@ -128,7 +136,7 @@ class _UnixWritePipeTransport(unix_events._UnixWritePipeTransport):
 # default pipe holds 64 KiB: pushing 1 MiB chunks through `cat` then costs a
 # context switch per 64 KiB on each side (0.5x uvloop, whose libuv gives the
 # child a socketpair with about 200 KiB of buffer); 256 KiB pipes measured
-# 0.9-1x uvloop.  The kernel counts pipe pages per user and gives an
+# 0.75-0.95x uvloop.  The kernel counts pipe pages per user and gives an
 # unprivileged user who is over fs.pipe-user-pages-soft (16,384 pages by
 # default) 2-page pipes from then on, so the extra pages are bounded:
 # 32 children x 3 pipes x 48 pages = 4,608 pages at most.  Pipes the caller
