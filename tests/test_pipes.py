@@ -274,3 +274,156 @@ def test_read_pipe_unclosed_warns(loop):
         gc.collect()
     assert pipeobj.closed
     os.close(wfd)
+
+
+# -- reading until the pipe is empty, subprocess pipe capacity (issue 11) ----------
+
+F_SETPIPE_SZ = 1031
+F_GETPIPE_SZ = 1032
+
+
+def _big_pipe(size):
+    """A pipe enlarged to `size`, or skip where the kernel refuses (an
+    unprivileged user over fs.pipe-user-pages-soft)."""
+    import fcntl
+
+    rfd, wfd = os.pipe()
+    try:
+        fcntl.fcntl(wfd, F_SETPIPE_SZ, size)
+    except OSError as exc:
+        os.close(rfd)
+        os.close(wfd)
+        pytest.skip(f"F_SETPIPE_SZ refused: {exc}")
+    return rfd, wfd
+
+
+@pytest.mark.ringloop_only
+def test_read_pipe_reads_until_empty_per_wakeup(loop):
+    """What a pipe holds is read in one wake-up (asyncio reads 256 KiB per
+    loop iteration): a callback queued by the first data_received() runs
+    after all of it arrived.  Read one chunk per wake-up (before), it saw
+    only the first 256 KiB."""
+    rfd, wfd = _big_pipe(1 << 20)
+    payload = os.urandom(768 * 1024)
+    assert os.write(wfd, payload) == len(payload)
+    os.close(wfd)
+    seen_by_next_callback = []
+
+    class P(Recorder):
+        def data_received(self, data):
+            if not self.data:
+                loop.call_soon(lambda: seen_by_next_callback.append(len(self.data)))
+            super().data_received(data)
+
+    async def main():
+        tr, pr = await loop.connect_read_pipe(lambda: P(loop), open(rfd, "rb", buffering=0))
+        assert await pr.eof == payload
+        await pr.lost
+        return pr
+
+    pr = run(loop, main())
+    assert seen_by_next_callback == [len(payload)]
+    assert pr.events == ["made", "data", "eof", "lost"]
+
+
+def test_read_pipe_pause_inside_data_received_stops_the_wakeup(loop):
+    """pause_reading() from data_received() stops reading at once, even with
+    more in the pipe; resume_reading() gets the rest, in order."""
+    rfd, wfd = _big_pipe(1 << 20)
+    payload = os.urandom(768 * 1024)
+    assert os.write(wfd, payload) == len(payload)
+    os.close(wfd)
+
+    class P(Recorder):
+        chunks = 0
+
+        def data_received(self, data):
+            self.chunks += 1
+            super().data_received(data)
+            self.transport.pause_reading()
+
+    async def main():
+        tr, pr = await loop.connect_read_pipe(lambda: P(loop), open(rfd, "rb", buffering=0))
+        await until(lambda: pr.chunks == 1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert pr.chunks == 1 and not tr.is_reading()
+        while not pr.eof.done():
+            n = pr.chunks
+            tr.resume_reading()
+            await until(lambda: pr.chunks > n or pr.eof.done())
+        assert await pr.eof == payload
+        await pr.lost
+
+    run(loop, main())
+
+
+@pytest.mark.ringloop_only
+def test_subprocess_pipes_enlarged_user_pipes_untouched(loop):
+    """The pipes a subprocess transport makes hold 256 KiB (64 KiB pipes made
+    1 MiB chunks through cat 0.5x uvloop); a pipe given to
+    connect_read_pipe()/connect_write_pipe() keeps its size."""
+    import fcntl
+
+    rfd, wfd = _big_pipe(256 * 1024)  # skips where the kernel refuses
+    os.close(rfd)
+    os.close(wfd)
+    rfd, wfd = os.pipe()
+    default = fcntl.fcntl(rfd, F_GETPIPE_SZ)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "cat", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        tr = proc._transport
+        sizes = [fcntl.fcntl(tr.get_pipe_transport(i).get_extra_info("pipe").fileno(),
+                             F_GETPIPE_SZ) for i in (0, 1, 2)]
+        out, _ = await proc.communicate(b"x" * 300_000)
+        assert out == b"x" * 300_000
+        rt, _ = await loop.connect_read_pipe(asyncio.Protocol, open(rfd, "rb", buffering=0))
+        wt, _ = await loop.connect_write_pipe(asyncio.Protocol, open(wfd, "wb", buffering=0))
+        user = (fcntl.fcntl(rfd, F_GETPIPE_SZ), fcntl.fcntl(wfd, F_GETPIPE_SZ))
+        rt.close()
+        wt.close()
+        await asyncio.sleep(0)
+        return sizes, user
+
+    sizes, user = run(loop, main())
+    assert sizes == [256 * 1024] * 3
+    assert user == (default, default)
+
+
+@pytest.mark.ringloop_only
+def test_subprocess_pipes_enlarged_only_for_the_first_children(loop):
+    """The extra pipe pages count against the user's fs.pipe-user-pages-soft:
+    with 32 children watched, the next child's pipes keep the default size."""
+    import fcntl
+
+    from ringloop import _proc
+
+    rfd, wfd = _big_pipe(256 * 1024)
+    os.close(rfd)
+    os.close(wfd)
+    rfd, wfd = os.pipe()
+    default = fcntl.fcntl(rfd, F_GETPIPE_SZ)
+    os.close(rfd)
+    os.close(wfd)
+
+    async def main():
+        sleepers = [await asyncio.create_subprocess_exec("sleep", "30")
+                    for _ in range(_proc._BIG_PIPES_MAX_CHILDREN)]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "cat", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            size = fcntl.fcntl(proc.stdout._transport.get_extra_info("pipe").fileno(),
+                               F_GETPIPE_SZ)
+            out, _ = await proc.communicate(b"abc")
+            assert out == b"abc"
+        finally:
+            for p in sleepers:
+                p.kill()
+            for p in sleepers:
+                await p.wait()
+        return size
+
+    assert run(loop, main()) == default

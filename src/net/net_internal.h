@@ -178,7 +178,6 @@ typedef struct RlStream {
     uint8_t buffered;  /* protocol is a BufferedProtocol */
     uint8_t eof_seen;  /* the peer's EOF was delivered */
     uint8_t rstash;    /* rres holds a result to deliver on resume */
-    uint8_t rqueued;   /* read_fn is on the ready queue with rres */
     uint8_t wdropped;  /* queue dropped: free it when wop is idle */
     uint8_t shut_wr;   /* shutdown(SHUT_WR) done */
     uint8_t final_queued; /* the connection_lost record is queued */

@@ -89,14 +89,18 @@ rl_netop_queue(RlLoop *loop, rl_netop *n, rl_ready_fn fn,
     PyObject *owner = owner_ref;
     assert(owner == n->owner);
     n->queued = 1;
+    /* A failed push releases what it was given at once: give it a
+     * reference of its own, so that is never the last one here. */
+    Py_INCREF(owner);
     if (rl_loop_call_soon_c(loop, fn, owner, NULL) < 0) {
         /* The record is lost: let the op be armed again; the caller
-         * reports the error.  The reference is dropped from the ready
-         * queue when possible (never the last one here). */
+         * reports the error.  owner_ref is dropped from the ready queue
+         * when it is the last one. */
         n->queued = 0;
         rl_net_release_owner(loop, owner);
         return -1;
     }
+    Py_DECREF(owner); /* the record holds owner_ref */
     return 0;
 }
 

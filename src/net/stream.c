@@ -565,7 +565,7 @@ write_error_fn(RlLoop *loop, PyObject *a, PyObject *b)
      * a socket's reader before its writer: read_fn reports the error
      * (after the data that arrived before it, instead of an EOF that the
      * failed send left behind when it consumed the socket's error). */
-    if (write_error_pending(t) && !t->rqueued) {
+    if (write_error_pending(t) && !t->rop.queued) {
         rc = report_write_error(t);
     }
     Py_DECREF(a);
@@ -791,9 +791,9 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
     PyObject *data = NULL, *r = NULL;
     size_t cap = 0;
 
-    t->rqueued = 0;
+    rl_netop_delivered(&t->rop);
     if (!polled && res > 0 && t->rbuf == NULL && t->rview == NULL) {
-        /* Nothing holds the data (cannot happen: rqueued keeps a result
+        /* Nothing holds the data (cannot happen: rl_netop_armable() keeps a result
          * from being delivered twice); just read on. */
         res = -ECANCELED;
     }
@@ -1032,15 +1032,13 @@ rop_cb(rl_op *op, int32_t res, uint32_t flags)
         return;
     }
     t->rres = res;
-    t->rqueued = 1;
     /* The record gets a reference of its own: a failed push drops it,
      * and that must not be the last one here, in dispatch. */
     Py_INCREF(t);
-    if (rl_loop_call_soon_c(loop, read_fn, (PyObject *)t, NULL) < 0) {
+    if (rl_netop_queue(loop, &t->rop, read_fn, (PyObject *)t) < 0) {
         /* Out of memory for the ready queue: the result cannot be
          * delivered, and nothing would arm the next read; end the
          * transport with the error rather than stall it. */
-        t->rqueued = 0;
         Py_CLEAR(t->rbuf);
         PyObject *e = rl_err_get_raised();
         force_close(t, e, 0);
@@ -1159,7 +1157,7 @@ wop_forget(rl_netop *n)
 static int
 read_arm(RlStream *t)
 {
-    if (rop_busy(t) || t->rqueued || t->closing || t->lost_done ||
+    if (!rl_netop_armable(&t->rop) || t->closing || t->lost_done ||
         loop_is_closed(t)) {
         /* In flight, or a result waits on the ready queue (read_fn arms
          * the next op once it is delivered). */
@@ -1168,12 +1166,10 @@ read_arm(RlStream *t)
     if (t->rstash) {
         /* A result that arrived while paused: deliver it first. */
         Py_INCREF(t);
-        if (rl_loop_call_soon_c(t->loop, read_fn, (PyObject *)t, NULL) <
-            0) {
+        if (rl_netop_queue(t->loop, &t->rop, read_fn, (PyObject *)t) < 0) {
             return fatal_current(t, "Fatal read error on socket transport");
         }
         t->rstash = 0;
-        t->rqueued = 1;
         return 0;
     }
     rl_op *op = &t->rop.op;
