@@ -565,3 +565,8 @@ import echo  # noqa: E402,F401  (registers the echo cases)
 # subprocesses and pipes (group "proc": python3 benchmarks/run.py --cases proc)
 
 import proc  # noqa: E402,F401  (registers the proc cases)
+
+# ---------------------------------------------------------------------------
+# loop.sendfile (group "sendfile": python3 benchmarks/run.py --cases sendfile)
+
+import sendfile  # noqa: E402,F401  (registers the sendfile case)

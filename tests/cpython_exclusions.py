@@ -189,11 +189,6 @@ _RUN_CLASSES = {
     "test_subprocess.GenericWatcherTests.test_create_subprocess_fails_with_inactive_watcher": stock(
         "the Unix selector loop consults the policy's child watcher (is_active()); ringloop "
         "watches its children itself with pidfds and never asks a policy watcher, as uvloop"),
-    "test_sendfile.SendfileTests.test_sendfile_prevents_bare_write": sendfile(
-        "loop.sendfile() on ringloop's native stream transport takes asyncio's fallback "
-        "path (read + write()), which, as asyncio's own fallback, lets a bare write() "
-        "through; the zero-copy path inside the C transport, which refuses write() "
-        "meanwhile, comes later"),
 }
 
 # ---------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import threading
 from asyncio import base_events, constants, exceptions, unix_events
 
 from . import _core
+from ._sendfile import SendfileMixin
 
 __all__ = ("ProcMixin",)
 
@@ -351,53 +352,19 @@ class ProcMixin:
         elif proc is not None and proc.returncode is None and returncode != -1:
             proc.returncode = returncode
 
-    # -- sendfile --------------------------------------------------------------
+    # -- sendfile: python/ringloop/_sendfile.py (zero-copy in the stream transport)
 
-    sock_sendfile = _BaseLoop.sock_sendfile
-    _check_sendfile_params = _BaseLoop._check_sendfile_params
-    _sock_sendfile_fallback = _BaseLoop._sock_sendfile_fallback
-    _sock_sendfile_native = _UnixLoop._sock_sendfile_native
-    _sock_sendfile_native_impl = _UnixLoop._sock_sendfile_native_impl
-    _sock_sendfile_update_filepos = _UnixLoop._sock_sendfile_update_filepos
-    _sock_add_cancellation_callback = _UnixLoop._sock_add_cancellation_callback
-    _sendfile_fallback = _BaseLoop._sendfile_fallback
-
-    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
-        """Send a file to transport; return the number of bytes sent.
-        asyncio's semantics (see BaseEventLoop.sendfile)."""
-        if transport.is_closing():
-            raise RuntimeError("Transport is closing")
-        mode = getattr(transport, "_sendfile_compatible", None)
-        if mode is None:
-            if type(transport) is _core.StreamTransport:
-                mode = constants._SendfileMode.TRY_NATIVE
-            else:
-                mode = constants._SendfileMode.UNSUPPORTED
-        if mode is constants._SendfileMode.UNSUPPORTED:
-            raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
-        if mode is constants._SendfileMode.TRY_NATIVE:
-            try:
-                return await self._sendfile_native(transport, file, offset, count)
-            except exceptions.SendfileNotAvailableError:
-                if not fallback:
-                    raise
-        if not fallback:
-            raise RuntimeError(
-                f"fallback is disabled and native sendfile is not "
-                f"supported for transport {transport!r}"
-            )
-        return await self._sendfile_fallback(transport, file, offset, count)
-
-    async def _sendfile_native(self, transp, file, offset, count):
-        # asyncio's native step checks the arguments (through
-        # sock_sendfile) before it can fail over to the fallback.
-        self._check_sendfile_params(transp.get_extra_info("socket"), file, offset, count)
-        # The zero-copy path belongs inside the native stream transport
-        # (its write queue must drain first and write() must refuse data
-        # meanwhile): not there yet, so asyncio's fallback runs.
-        raise exceptions.SendfileNotAvailableError(
-            "sendfile syscall is not supported by ringloop's stream transport yet"
-        )
+    sendfile = SendfileMixin.sendfile
+    sock_sendfile = SendfileMixin.sock_sendfile
+    _check_sendfile_params = SendfileMixin._check_sendfile_params
+    _sock_sendfile_fallback = SendfileMixin._sock_sendfile_fallback
+    _sock_sendfile_native = SendfileMixin._sock_sendfile_native
+    _sock_sendfile_native_impl = SendfileMixin._sock_sendfile_native_impl
+    _sock_sendfile_update_filepos = SendfileMixin._sock_sendfile_update_filepos
+    _sock_add_cancellation_callback = SendfileMixin._sock_add_cancellation_callback
+    _sendfile_fallback = SendfileMixin._sendfile_fallback
+    _sendfile_native = SendfileMixin._sendfile_native
+    _rl_sendfile_error = SendfileMixin._rl_sendfile_error
 
 
 def _reap_after_close(loop, pid, proc):

@@ -186,6 +186,7 @@ typedef struct RlStream {
     uint8_t owns_sock;    /* close the socket at the end */
     uint8_t fd_used;      /* an op of ours completed with data on fd: later
                            * ones may say RL_OPF_SAME_FILE (we own the fd) */
+    struct rl_sendfile *sf; /* loop.sendfile() state (sendfile.c), or NULL */
 } RlStream;
 
 int rl_stream_init_type(PyObject *module, rl_state *st);
@@ -206,6 +207,34 @@ PyObject *rl_stream_make_transport(RlLoop *loop, PyObject *const *args,
                                    Py_ssize_t nargs, PyObject *kwnames);
 /* Return 1 if t is a transport that is not closing. */
 int rl_stream_is_live(RlStream *t);
+/* For sendfile.c: nothing queued, in flight or pending on the write side. */
+int rl_stream_write_idle(RlStream *t);
+/* For sendfile.c: an op of t ended; queue connection_lost() if it was the
+ * last one of a transport that is ending. */
+void rl_stream_op_ended(RlStream *t);
+
+/* ---------------------------------------------------------------------- */
+/* sendfile.c: loop.sendfile()'s zero-copy path inside the stream transport
+ * (the "sendfile" entry behind the write queue). */
+
+struct rl_sendfile;
+/* StreamTransport._sendfile_start(fd, offset, count, fut) and
+ * _sendfile_stop() */
+PyObject *rl_sendfile_start(RlStream *t, PyObject *const *args,
+                            Py_ssize_t nargs);
+PyObject *rl_sendfile_stop(RlStream *t, PyObject *unused);
+/* 1 while a sendfile refuses write() */
+int rl_sendfile_active(RlStream *t);
+/* 1 while its op is in the kernel (the socket must stay open) */
+int rl_sendfile_busy(RlStream *t);
+/* The write queue drained (dispatch or Python context): start a waiting
+ * sendfile. */
+void rl_sendfile_drained(RlStream *t);
+/* The transport ends (close/abort/fatal error; dispatch-safe): end the
+ * sendfile with the bytes sent so far. */
+void rl_sendfile_abort(RlStream *t);
+/* Dealloc: free the state (no op can be armed then). */
+void rl_sendfile_free(RlStream *t);
 
 /* ---------------------------------------------------------------------- */
 /* server.c */

@@ -102,6 +102,36 @@ rl_stream_is_live(RlStream *t)
     return !t->closing;
 }
 
+/* -- sendfile.c's hooks (helper "sendfile") -- */
+static int write_idle(RlStream *t);
+static void maybe_finish(RlStream *t);
+
+int
+rl_stream_write_idle(RlStream *t)
+{
+    return write_idle(t);
+}
+
+void
+rl_stream_op_ended(RlStream *t)
+{
+    maybe_finish(t);
+}
+
+/* asyncio refuses writes while a sendfile runs (3.11's writelines() goes
+ * through write(), hence its message). */
+static int
+write_check_sendfile(RlStream *t, const char *what)
+{
+    if (rl_sendfile_active(t)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "unable to %s; sendfile is in progress", what);
+        return -1;
+    }
+    return 0;
+}
+/* -- end of sendfile hooks -- */
+
 static int
 loop_is_closed(RlStream *t)
 {
@@ -165,7 +195,7 @@ write_error_pending(RlStream *t)
 
 /* Nothing queued, nothing in flight, no error pending: a write may try
  * send() at once. */
-static inline int
+static int
 write_idle(RlStream *t)
 {
     return t->wsize == 0 && !wop_busy(t) && !write_error_pending(t);
@@ -461,7 +491,7 @@ static void
 maybe_finish(RlStream *t)
 {
     if (t->conn_lost == 0 || t->final_queued || t->lost_done ||
-        rop_busy(t) || wop_busy(t)) {
+        rop_busy(t) || wop_busy(t) || rl_sendfile_busy(t)) {
         return;
     }
     if (t->loop->closed) {
@@ -496,6 +526,7 @@ schedule_lost(RlStream *t, PyObject *exc)
 {
     t->conn_lost++;
     Py_XSETREF(t->lost_exc, Py_XNewRef(exc));
+    rl_sendfile_abort(t); /* sendfile.c */
     if (rop_busy(t)) {
         (void)rl_netop_cancel(t->loop, &t->rop);
     }
@@ -1099,6 +1130,9 @@ wop_cb(rl_op *op, int32_t res, uint32_t flags)
     }
     wq_consume(t, (size_t)res);
     t->w_inflight = 0;
+    if (t->wsize == 0 && t->sf != NULL) {
+        rl_sendfile_drained(t); /* sendfile.c: its turn */
+    }
     int resume = protocol_paused(t) && t->wsize <= t->low;
     if (t->wsize > 0) {
         int rc = wop_submit(t);
@@ -1285,7 +1319,8 @@ stream_do_close_socket(RlStream *t)
 static void
 reap_if_ending(RlStream *t)
 {
-    if (t->conn_lost && !t->final_queued && (rop_busy(t) || wop_busy(t))) {
+    if (t->conn_lost && !t->final_queued &&
+        (rop_busy(t) || wop_busy(t) || rl_sendfile_busy(t))) {
         rl_net_reap_cancelled(t->loop);
     }
 }
@@ -1899,6 +1934,9 @@ Stream_write(RlStream *t, PyObject *data)
     }
     int rc = write_check_eof(t, "write");
     if (rc == 0) {
+        rc = write_check_sendfile(t, "write");
+    }
+    if (rc == 0) {
         rc = write_pieces(t, &pc, 1, pc.n);
     }
     if (have_view) {
@@ -1956,7 +1994,8 @@ Stream_writelines(RlStream *t, PyObject *list)
     PyObject *res = NULL;
 
 #if RL_PY312
-    if (write_check_eof(t, "writelines") < 0) {
+    if (write_check_eof(t, "writelines") < 0 ||
+        write_check_sendfile(t, "writelines") < 0) {
         return NULL;
     }
 #endif
@@ -1989,7 +2028,8 @@ Stream_writelines(RlStream *t, PyObject *list)
         total += (size_t)v->len;
     }
 #if !RL_PY312
-    if (write_check_eof(t, "write") < 0) {
+    if (write_check_eof(t, "write") < 0 ||
+        write_check_sendfile(t, "write") < 0) {
         goto done;
     }
 #endif
@@ -2413,6 +2453,7 @@ Stream_dealloc(RlStream *t)
     Py_CLEAR(t->rview_proto);
     Py_CLEAR(t->rbuf);
     wq_release(t);
+    rl_sendfile_free(t); /* sendfile.c */
     Py_CLEAR(t->sock);
     Py_CLEAR(t->context);
     Py_CLEAR(t->aio_high_water);
@@ -2451,6 +2492,10 @@ static PyMethodDef Stream_methods[] = {
      (PyCFunction)(void (*)(void))Stream_get_extra_info,
      METH_VARARGS | METH_KEYWORDS, NULL},
     NOARGS("_state", Stream__state, NULL),
+    /* sendfile.c */
+    {"_sendfile_start", (PyCFunction)(void (*)(void))rl_sendfile_start,
+     METH_FASTCALL, NULL},
+    NOARGS("_sendfile_stop", rl_sendfile_stop, NULL),
     {NULL, NULL, 0, NULL},
 };
 
