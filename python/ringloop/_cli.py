@@ -95,8 +95,16 @@ def _set_path0(value):
         sys.path.insert(0, value)
 
 
-def _run_code(source, filename, main):
+def _run_code(source, filename, main, register=False):
     code = compile(source, filename, "exec", dont_inherit=True)
+    if register:
+        # 3.13+: python -c keeps its source for tracebacks (by code object)
+        import linecache
+
+        if hasattr(linecache, "_register_code"):
+            # 3.13.0 looks the lines up by file name, later ones by code object
+            linecache._register_code(filename, source, filename)
+            linecache._register_code(code, source, filename)
     exec(code, main.__dict__)
 
 
@@ -156,7 +164,7 @@ def _run_command(code, args):
     from importlib.machinery import BuiltinImporter
 
     main.__loader__ = BuiltinImporter
-    _run_code(code, "<string>", main)
+    _run_code(code, "<string>", main, register=True)
 
 
 def _run_program(fn, *args):
