@@ -14,6 +14,7 @@ different ones (e.g. a RINGLOOP_SANITIZE build reusing normal objects).
 import glob
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -70,6 +71,19 @@ def liburing_static():
     return os.path.realpath(out)
 
 
+# -- ringloop.info()'s "liburing" (helper cli; one macro, nothing else) --
+def liburing_version_macros():
+    """[("RL_LIBURING_VERSION", '"X.Y"')] from pkg-config, [] if unknown."""
+    try:
+        out = subprocess.run(
+            ["pkg-config", "--modversion", "liburing"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return []
+    return [("RL_LIBURING_VERSION", f'"{out}"')] if re.fullmatch(r"[0-9][0-9.]*", out) else []
+# -- end --
+
+
 def main():
     from setuptools import Extension, setup
     from setuptools.command.build_ext import build_ext
@@ -116,7 +130,7 @@ def main():
         sources=sorted(glob.glob("src/*.c") + glob.glob("src/*/*.c")),
         depends=sorted(glob.glob("src/*.h") + glob.glob("src/*/*.h")),
         include_dirs=["src"] + src_dirs,
-        define_macros=macros,
+        define_macros=macros + liburing_version_macros(),
         extra_compile_args=cflags,
         extra_link_args=ldflags,
         extra_objects=[liburing_static()],

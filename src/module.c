@@ -330,6 +330,17 @@ module_exec(PyObject *mod)
             return -1;
         }
     }
+    /* ringloop.info(): the liburing version setup.py found at build time */
+#ifdef RL_LIBURING_VERSION
+    if (PyModule_AddStringConstant(mod, "_liburing_version",
+                                   RL_LIBURING_VERSION) < 0) {
+        return -1;
+    }
+#else
+    if (PyModule_AddObjectRef(mod, "_liburing_version", Py_None) < 0) {
+        return -1;
+    }
+#endif
     return 0;
 }
 

@@ -55,7 +55,9 @@ class Loop(_core.Loop, SockMixin, NetworkMixin, DatagramMixin, DnsMixin, ProcMix
     """An asyncio event loop with a native core (io_uring or epoll)."""
 
     def __init__(self, *, backend="auto", native_tasks=True):
-        super().__init__(backend, native_tasks)
+        super().__init__("auto" if backend is None else backend, native_tasks)
+        # the reactor goes at close(); its name stays readable
+        self._rl_backend_name = _core.Loop.backend.__get__(self)
         self._exception_handler = None
         self._default_executor = None
         self._executor_shutdown_called = False
@@ -68,6 +70,12 @@ class Loop(_core.Loop, SockMixin, NetworkMixin, DatagramMixin, DnsMixin, ProcMix
         self._ssock = self._csock = None
         # asyncio's own check, looked up at call time (PYTHONASYNCIODEBUG, -X dev)
         self.set_debug(coroutines._is_debug_mode())
+
+    @property
+    def backend(self):
+        """The reactor this loop was made with: "io_uring" or "epoll" (also
+        after close())."""
+        return self._rl_backend_name
 
     def __repr__(self):
         return (
