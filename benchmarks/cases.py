@@ -62,7 +62,9 @@ class Case:
     def sizes(self, quick=False, scale=1.0):
         n = self.quick if quick else self.size
         n = max(1, int(n * scale))
-        return n, max(1, min(self.warmup, n))
+        # warmup=0: no warm-up run (the case warms up inside, e.g. the
+        # application cases' correctness pre-check).
+        return n, (max(1, min(self.warmup, n)) if self.warmup else 0)
 
 
 def case(name, *, unit, size, quick, warmup=None, single_cpu=False, group="core",
@@ -565,3 +567,8 @@ import echo  # noqa: E402,F401  (registers the echo cases)
 # subprocesses and pipes (group "proc": python3 benchmarks/run.py --cases proc)
 
 import proc  # noqa: E402,F401  (registers the proc cases)
+
+# ---------------------------------------------------------------------------
+# real applications (group "apps": python3 benchmarks/run.py --only apps)
+
+import apps  # noqa: E402,F401  (registers the application cases)

@@ -104,7 +104,8 @@ def cmd_run(args):
         emit({"status": "unavailable", "reason": str(exc)})
         return 0
     try:
-        run_case(case, loop, args.warmup)
+        if args.warmup > 0:
+            run_case(case, loop, args.warmup)
         gc.collect()
         ops, secs, extra = run_case(case, loop, args.size)
     except Unavailable as exc:
@@ -145,6 +146,22 @@ def ringloop_facts():
     return facts
 
 
+# Versions recorded in the report (what is installed; None = not installed).
+PACKAGES = ("uvloop", "aiohttp", "uvicorn", "httptools", "h11", "starlette", "websockets",
+            "httpx", "matplotlib")
+
+
+def package_versions():
+    from importlib import metadata
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def cmd_probe(args):
     out = {
         "python": sys.version.split()[0],
@@ -156,6 +173,7 @@ def cmd_probe(args):
         "loops": {},
         "ringloop": ringloop_facts(),
     }
+    out["packages"] = package_versions()
     try:
         import uvloop
         out["uvloop"] = uvloop.__version__
