@@ -358,8 +358,12 @@ def _register_server(name):
     fn.__doc__ = (f"wrk, {WRK_CONNS} keep-alive connections, GET {path} on "
                   f"{name.rsplit('_', 1)[0].replace('_', ' with ')}; n = seconds of load. "
                   f"Pre-check of status, Content-Type and body; wrk must see no error.")
-    case(name, unit="requests", size=3, quick=1, warmup=0, group="apps",
-         meta={"kind": "server", "lat": True})(fn)
+    # --quick keeps the hello endpoints of aiohttp and uvicorn-httptools
+    # and the Starlette route on h11.
+    quick_skip = name not in ("aiohttp_hello", "uvicorn_httptools_hello",
+                              "uvicorn_h11_starlette")
+    case(name, unit="requests", size=2, quick=1, warmup=0, group="apps",
+         meta={"kind": "server", "lat": True}, quick_skip=quick_skip)(fn)
 
 
 for _name in SERVERS:
@@ -536,7 +540,7 @@ def http_client_aiohttp(loop, n):
 
 
 @case("http_client_httpx", unit="requests", size=2_000, quick=500, warmup=0,
-      group="apps", meta={"kind": "client", "lat": True})
+      group="apps", meta={"kind": "client", "lat": True}, quick_skip=True)
 def http_client_httpx(loop, n):
     """httpx.AsyncClient (10 connections) on the loop under test: n GETs by
     10 concurrent tasks, as http_client_aiohttp.  httpx costs several times

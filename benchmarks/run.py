@@ -534,7 +534,8 @@ def parse_args(argv):
             if not x:
                 continue
             if groups and x in groups:
-                names.extend(n for n in groups[x] if n not in names)
+                names.extend(n for n in groups[x] if n not in names
+                             and not (args.quick and CASES[n].quick_skip))
             elif x in known:
                 names.append(x)
             else:
