@@ -63,6 +63,13 @@ JSON_BODY = json.dumps(JSON_DOC).encode()
 CLIENT_BODY = bytes(range(256)) * 4  # 1 KiB the client cases receive
 
 
+def smoke():
+    """RINGLOOP_BENCH_SMOKE=1 (worker.py smoke): the server cases serve the
+    correctness pre-check only, no wrk (which cannot load for less than a
+    second), so the test suite can run every case on every loop in seconds."""
+    return os.environ.get("RINGLOOP_BENCH_SMOKE") == "1"
+
+
 def broken():
     return os.environ.get("RINGLOOP_BENCH_BREAK") == "1"
 
@@ -299,8 +306,16 @@ def run_server_case(loop, start, path, expect_body, expect_ctype, seconds):
 
     def drive():
         try:
-            precheck(port, path, expect_body, expect_ctype)
-            run_wrk(port, path, seconds, out)
+            t0 = time.perf_counter()
+            c0 = cpu_ns()
+            precheck(port, path, expect_body, expect_ctype, count=20 if smoke() else 5)
+            if smoke():
+                secs = time.perf_counter() - t0
+                out.update(requests=20, duration_us=secs * 1e6, cpu_s=(cpu_ns() - c0) * 1e-9,
+                           p50_us=secs / 20 * 1e6, p99_us=secs / 20 * 1e6, bytes=0,
+                           connect=0, read=0, write=0, status=0, timeout=0)
+            else:
+                run_wrk(port, path, seconds, out)
         except CaseFailure as exc:
             out["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported by the case
@@ -353,7 +368,8 @@ def _register_server(name):
 
     def fn(loop, n):
         _need(*modules)
-        wrk_binary()
+        if not smoke():
+            wrk_binary()
         return run_server_case(loop, starter(), path, body(), ctype, n)
     fn.__doc__ = (f"wrk, {WRK_CONNS} keep-alive connections, GET {path} on "
                   f"{name.rsplit('_', 1)[0].replace('_', ' with ')}; n = seconds of load. "
@@ -362,7 +378,7 @@ def _register_server(name):
     # and the Starlette route on h11.
     quick_skip = name not in ("aiohttp_hello", "uvicorn_httptools_hello",
                               "uvicorn_h11_starlette")
-    case(name, unit="requests", size=2, quick=1, warmup=0, group="apps",
+    case(name, unit="requests", size=4, quick=1, warmup=0, group="apps",
          meta={"kind": "server", "lat": True}, quick_skip=quick_skip)(fn)
 
 
@@ -539,7 +555,7 @@ def http_client_aiohttp(loop, n):
     return run_client_case(loop, n, make, get)
 
 
-@case("http_client_httpx", unit="requests", size=2_000, quick=500, warmup=0,
+@case("http_client_httpx", unit="requests", size=1_000, quick=300, warmup=0,
       group="apps", meta={"kind": "client", "lat": True}, quick_skip=True)
 def http_client_httpx(loop, n):
     """httpx.AsyncClient (10 connections) on the loop under test: n GETs by

@@ -12,6 +12,7 @@ with the range of the per-repetition ratios.  RESULTS-memory.md, when
 scripts/bench.sh wrote one, is included as it is.  Nothing in the block is
 typed by hand: edit this script, not the README."""
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -77,7 +78,7 @@ def group_table(data, cases, rat, med):
     return out
 
 
-def render(results, readme_dir):
+def render(results, readme_dir, draw=True):
     data = load(results)
     meta = data["meta"]
     rat = ratios(data)
@@ -115,7 +116,7 @@ def render(results, readme_dir):
         if not any(c in rat for c in cases):
             continue
         png = f"{stem}-{group}.png"
-        if not os.path.exists(png):
+        if draw and not os.path.exists(png) and importlib.util.find_spec("matplotlib"):
             plot_group(data, group, cases, rat, png)
         lines.append(f"#### {GROUP_TITLES.get(group, group)}")
         lines.append("")

@@ -19,11 +19,14 @@ work=${BENCH_WORKDIR:-/tmp/ringloop-bench}
 
 setup_only=0
 full=1
+quick=0
+chosen=0
 args=()
 for a in "$@"; do
     case $a in
         --setup) setup_only=1 ;;
-        --only|--only=*|--cases|--cases=*) full=0; args+=("$a") ;;
+        --quick) quick=1; full=0; args+=("$a") ;;
+        --only|--only=*|--cases|--cases=*) chosen=1; full=0; args+=("$a") ;;
         *) args+=("$a") ;;
     esac
 done
@@ -52,10 +55,17 @@ rm -rf "$src"
 
 # Measure the copy installed in the venv (not an in-tree build).
 status=0
-default=(--cases all)
-for a in "${args[@]}"; do
-    case $a in --cases|--cases=*|--only|--only=*) default=() ;; esac
-done
+# The whole run: every group, 3 repetitions, sizes x0.6 (25 minutes at most on
+# 2 CPUs; timed in benchmarks/README.md).  --quick: the loop core and the
+# application group's quick subset, 2 repetitions (under 3 minutes).
+# Options given later (--reps, --scale) override these.
+if [ $chosen = 1 ]; then
+    default=()
+elif [ $quick = 1 ]; then
+    default=(--only core,apps --reps 2)
+else
+    default=(--cases all --reps 3 --scale 0.6)
+fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p benchmarks/results
 out="benchmarks/results/run-$stamp"
