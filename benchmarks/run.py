@@ -671,13 +671,23 @@ def bench(args, env, started):
     total = args.reps * sum(1 for c in args.case_names for ln in avail
                             if applicable(CASES[c], LOOPS[ln]))
     done = 0
-    measured_wall = []  # wall seconds of the measurements so far (for the ETA)
+    measured_wall = {}  # case -> wall seconds of its measurements so far (for the ETA)
     interrupted = False
+    per_rep = [(c, ln) for c in args.case_names for ln in avail
+               if applicable(CASES[c], LOOPS[ln])]
 
-    def left():
-        if not measured_wall:
+    def left(rep, cname):
+        """Time left: each measurement still to come costs what that case
+        cost so far (else the mean of all so far)."""
+        walls = [w for ws in measured_wall.values() for w in ws]
+        if not walls:
             return ""
-        secs = statistics.mean(measured_wall) * (total - done)
+        overall = statistics.mean(walls)
+        pos = args.case_names.index(cname)
+        todo = [c for c, _ in per_rep if args.case_names.index(c) > pos]
+        todo += [c for c, _ in per_rep] * (args.reps - rep - 1)
+        secs = sum(statistics.mean(measured_wall[c]) if c in measured_wall else overall
+                   for c in todo)
         return f", ~{int(secs // 60)}m{int(secs % 60):02d}s left"
     try:
         for rep in range(args.reps):
@@ -709,7 +719,7 @@ def bench(args, env, started):
                         runs.append(rec)
                         continue
                     wall = time.perf_counter() - t0
-                    measured_wall.append(wall)
+                    measured_wall.setdefault(cname, []).append(wall)
                     if werr.strip():
                         rec["stderr"] = werr
                         stderr_notes.setdefault(key, werr)
@@ -731,7 +741,7 @@ def bench(args, env, started):
                                    rate=res["rate"], wall=wall, extra=extra)
                         log(f"[{done}/{total}] rep {rep + 1} {cname:<30} {lname:<18} "
                             f"{fmt_rate(res['rate']):>8} {CASES[cname].unit}/s "
-                            f"({res['seconds']:.3f} s timed, {wall:.2f} s wall{left()})")
+                            f"({res['seconds']:.3f} s timed, {wall:.2f} s wall{left(rep, cname)})")
                     runs.append(rec)
     except KeyboardInterrupt:
         interrupted = True
