@@ -55,8 +55,8 @@ rm -rf "$src"
 
 # Measure the copy installed in the venv (not an in-tree build).
 status=0
-# The whole run: every group, 3 repetitions, sizes x0.6 (25 minutes at most on
-# 2 CPUs; timed in benchmarks/README.md).  --quick: the loop core and the
+# The whole run: every group, 3 repetitions, sizes x0.6: 25.1 minutes on 2 CPUs
+# shared with other jobs (load average 2-13), 2026-12-03; less on a quiet machine.  --quick: the loop core and the
 # application group's quick subset, 2 repetitions (under 3 minutes).
 # Options given later (--reps, --scale) override these.
 if [ $chosen = 1 ]; then

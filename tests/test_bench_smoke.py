@@ -60,23 +60,58 @@ def bench_env(**extra):
     return env
 
 
-def smoke(loop, cases=None, **env):
+def start_smoke(loop, cases=None, **env):
+    """worker.py smoke in a new process, output to temporary files."""
     cmd = [sys.executable, WORKER, "smoke", "--loop", loop, "--watchdog", "240"]
     if cases:
         cmd += ["--cases", ",".join(cases)]
-    proc = subprocess.run(cmd, env=bench_env(**env), capture_output=True, text=True,
-                          timeout=270)
-    results = [json.loads(ln[len(MARK):]) for ln in proc.stdout.splitlines()
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    return subprocess.Popen(cmd, env=bench_env(**env), stdout=out, stderr=err,
+                            text=True), out, err
+
+
+def finish_smoke(started):
+    proc, out, err = started
+    try:
+        proc.wait(timeout=270)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with out, err:
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    results = [json.loads(ln[len(MARK):]) for ln in stdout.splitlines()
                if ln.startswith(MARK)]
     assert proc.returncode == 0 and len(results) == 1, (
-        f"worker smoke exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        f"worker smoke exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-5000:]}")
     return results[0]
+
+
+def smoke(loop, cases=None, **env):
+    return finish_smoke(start_smoke(loop, cases, **env))
+
+
+@pytest.fixture(scope="module")
+def smoke_runs():
+    """The smoke workers of every loop under test, started together (their
+    cases mostly wait for peers and handshakes, so they overlap well); each
+    test collects its own.  Nothing is left running: the ones not collected
+    are killed at the end of the module."""
+    started = {ln: start_smoke(ln) for ln in loops_under_test()}
+    yield started
+    for proc, out, err in started.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.close()
+        err.close()
 
 
 @pytest.mark.timeout_s(300)
 @pytest.mark.parametrize("loop_name", loops_under_test())
-def test_every_case_tiny(loop_name):
-    res = smoke(loop_name)
+def test_every_case_tiny(loop_name, smoke_runs):
+    res = finish_smoke(smoke_runs[loop_name])
     if not res["available"]:
         pytest.skip(f"{loop_name} unavailable here: {res['reason']}")
     spec = LOOPS[loop_name]
