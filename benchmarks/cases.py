@@ -46,8 +46,11 @@ def fail(message):
 
 class Case:
     def __init__(self, fn, name, unit, size, quick, warmup, single_cpu, doc,
-                 group="core", reference_ok=False, meta=None):
+                 group="core", reference_ok=False, meta=None, quick_skip=False):
         self.fn = fn
+        # --quick leaves it out when it comes with its group (named alone,
+        # it still runs): a slower variant of a case the quick run keeps.
+        self.quick_skip = quick_skip
         self.name = name
         self.unit = unit          # what one op is, e.g. "callbacks"
         self.size = size          # n for a default run
@@ -62,11 +65,13 @@ class Case:
     def sizes(self, quick=False, scale=1.0):
         n = self.quick if quick else self.size
         n = max(1, int(n * scale))
-        return n, max(1, min(self.warmup, n))
+        # warmup=0: no warm-up run (the case warms up inside, e.g. the
+        # application cases' correctness pre-check).
+        return n, (max(1, min(self.warmup, n)) if self.warmup else 0)
 
 
 def case(name, *, unit, size, quick, warmup=None, single_cpu=False, group="core",
-         reference_ok=False, meta=None):
+         reference_ok=False, meta=None, quick_skip=False):
     """Register a case.  size/quick: n for a default and a --quick run;
     warmup: n for the untimed warm-up (default quick // 5); single_cpu: run
     the whole worker (all its threads) on one CPU, for cases whose number
@@ -80,7 +85,7 @@ def case(name, *, unit, size, quick, warmup=None, single_cpu=False, group="core"
         doc = " ".join((fn.__doc__ or "").split())
         CASES[name] = Case(fn, name, unit, size, quick,
                            warmup if warmup is not None else max(1, quick // 5),
-                           single_cpu, doc, group, reference_ok, meta)
+                           single_cpu, doc, group, reference_ok, meta, quick_skip)
         return fn
     return register
 
@@ -570,3 +575,7 @@ import proc  # noqa: E402,F401  (registers the proc cases)
 # loop.sendfile (group "sendfile": python3 benchmarks/run.py --cases sendfile)
 
 import sendfile  # noqa: E402,F401  (registers the sendfile case)
+
+# real applications (group "apps": python3 benchmarks/run.py --only apps)
+
+import apps  # noqa: E402,F401  (registers the application cases)

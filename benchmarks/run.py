@@ -37,6 +37,7 @@ from worker import RESULT_MARK  # noqa: E402
 
 REFERENCE = "c-io_uring-ref"  # the echo cases' "best possible"
 ECHO_GROUPS = ("echo", "tls")  # cases measured by a C client: the echo tables
+APPS_GROUPS = ("apps",)  # real applications: their own table (apps_table)
 
 WORKER = os.path.join(HERE, "worker.py")
 REPO_PYTHON_DIR = os.path.normpath(os.path.join(HERE, "..", "python"))
@@ -159,14 +160,65 @@ def summarize(rates):
     }
 
 
+def paired_ratios(by_rep, loop, base):
+    """rate(loop)/rate(base) in each repetition where both were measured
+    (adjacent in time)."""
+    return [r[loop] / r[base] for r in by_rep.values()
+            if loop in r and base in r and r[base] > 0]
+
+
 def paired_ratio(by_rep, loop, base):
     """Median over repetitions of rate(loop)/rate(base) measured in the same
     repetition (adjacent in time), or None."""
-    ratios = [r[loop] / r[base] for r in by_rep.values()
-              if loop in r and base in r and r[base] > 0]
+    ratios = paired_ratios(by_rep, loop, base)
     if not ratios:
         return None
     return statistics.median(ratios)
+
+
+def fmt_ratio_spread(med, lo, hi):
+    """'1.23x (1.10-1.31)': the median paired ratio and the range of the
+    per-repetition ratios."""
+    if med is None:
+        return "n/a"
+    if lo is None or hi is None or lo == hi:
+        return f"{med:.2f}x"
+    return f"{med:.2f}x ({lo:.2f}–{hi:.2f})"
+
+
+# ---------------------------------------------------------------------------
+# is the machine quiet?
+
+
+def calibrate(rounds=7, n=200_000):
+    """A fixed pure-Python loop timed `rounds` times: its median rate
+    (M iterations/s) and the spread (max - min) / median in percent.  On an
+    idle machine the spread is a few percent; other processes competing for
+    the CPUs make it (and the rate) move."""
+    rates = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        x = 0
+        for i in range(n):
+            x += i & 7
+        rates.append(n / (time.perf_counter() - t0) / 1e6)
+    med = statistics.median(rates)
+    return {"rate_M": med, "spread_pct": 100.0 * (max(rates) - min(rates)) / med}
+
+
+def quiet_check():
+    """Load average and a short calibration loop; 'quiet' is False (with
+    the reasons) when the 1-minute load average is above 0.3 per CPU or the
+    calibration loop's spread is above 10%."""
+    load = os.getloadavg()
+    cal = calibrate()
+    cpus = os.cpu_count() or 1
+    reasons = []
+    if load[0] > 0.3 * cpus:
+        reasons.append(f"1-minute load average {load[0]:.2f} on {cpus} CPUs")
+    if cal["spread_pct"] > 10:
+        reasons.append(f"calibration loop spread {cal['spread_pct']:.0f}% (> 10%)")
+    return {"loadavg": load, "calibration": cal, "quiet": not reasons, "reasons": reasons}
 
 
 def fmt_rate(x):
@@ -203,7 +255,8 @@ def markdown_table(case_names, loop_names, summary, status):
                 if base == lname:
                     ratios.append("—")
                 else:
-                    ratios.append(fmt_ratio(s["vs"].get(base)))
+                    rng = (s.get("vs_range") or {}).get(base) or (None, None)
+                    ratios.append(fmt_ratio_spread(s["vs"].get(base), *rng))
             spread = (f"{s['iqr_pct']:.1f}% / {s['spread_pct']:.0f}%" if s["n"] >= 2
                       else "1 rep")
             incomplete = "" if st != "failed" else " (FAILED in a later rep)"
@@ -355,13 +408,109 @@ def echo_table(args, echo, status):
 
 
 # ---------------------------------------------------------------------------
+# the application table
+
+
+def apps_summary(args, by_rep_extra):
+    """Per application case and loop: medians over repetitions of the rate,
+    p50/p99 latency and CPU per operation, and the paired ratios (same
+    repetition) to asyncio and uvloop with the range of the per-repetition
+    ratios."""
+    med = statistics.median
+    out = {}
+    for cname in args.case_names:
+        if CASES[cname].group not in APPS_GROUPS:
+            continue
+        rows = {}
+        for lname in args.loop_names:
+            rates, p50, p99, cpu, cpu_gain = [], [], [], [], []
+            vs = {b: [] for b in BASELINES}
+            for rep, per_loop in by_rep_extra.get(cname, {}).items():
+                m = per_loop.get(lname)
+                if m is None:
+                    continue
+                rate = m["ops"] / m["seconds"]
+                rates.append(rate)
+                p50.append(m["p50_us"])
+                p99.append(m["p99_us"])
+                cpu.append(m["cpu_s"] / m["ops"] * 1e6)
+                for b in BASELINES:
+                    bm = per_loop.get(b)
+                    if bm is not None and b != lname:
+                        vs[b].append(rate / (bm["ops"] / bm["seconds"]))
+                uv = per_loop.get("uvloop")
+                if uv is not None and lname != "uvloop" and m["cpu_s"] > 0:
+                    # uvloop's CPU per op / this loop's, same repetition
+                    cpu_gain.append((uv["cpu_s"] / uv["ops"]) / (m["cpu_s"] / m["ops"]))
+            if not rates:
+                continue
+            row = {"rate": med(rates), "rates": rates, "p50_us": med(p50), "p99_us": med(p99),
+                   "cpu_us": med(cpu), "n": len(rates),
+                   "cpu_gain_vs_uvloop": med(cpu_gain) if cpu_gain else None,
+                   "spread_pct": 100.0 * (max(rates) - min(rates)) / med(rates)}
+            for b in BASELINES:
+                row[f"vs_{b}"] = med(vs[b]) if vs[b] else None
+                row[f"vs_{b}_range"] = [min(vs[b]), max(vs[b])] if vs[b] else None
+            rows[lname] = row
+        out[cname] = rows
+    return out
+
+
+def fmt_us(us):
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} us"
+
+
+def apps_table(args, apps, status):
+    out = ["### Real applications (servers loaded by wrk, 50 connections; websocket and HTTP "
+           "clients against a peer process)",
+           "",
+           "| case | loop | rate/s | p50 | p99 | CPU us/op | CPU gain vs uvloop | "
+           "vs asyncio (range) | vs uvloop (range) | spread |",
+           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for cname, rows in apps.items():
+        first = True
+        for lname in args.loop_names:
+            if LOOPS[lname].kind != "loop":
+                continue
+            label = f"`{cname}` ({CASES[cname].unit})" if first else ""
+            first = False
+            r = rows.get(lname)
+            if r is None:
+                st = status.get((cname, lname))
+                cell = "FAILED" if st == "failed" else "n/a"
+                out.append(f"| {label} | {lname} | {cell} | | | | | | | |")
+                continue
+            gain = r["cpu_gain_vs_uvloop"]
+            gain = "—" if lname == "uvloop" else "n/a" if gain is None else f"{gain:.2f}x"
+            ratios = []
+            for b in BASELINES:
+                if b == lname:
+                    ratios.append("—")
+                else:
+                    rng = r[f"vs_{b}_range"] or (None, None)
+                    ratios.append(fmt_ratio_spread(r[f"vs_{b}"], *rng))
+            out.append(f"| {label} | {lname} | {fmt_rate(r['rate'])} | {fmt_us(r['p50_us'])} | "
+                       f"{fmt_us(r['p99_us'])} | {r['cpu_us']:.0f} | {gain} | {ratios[0]} | {ratios[1]} | "
+                       f"{r['spread_pct']:.0f}% |")
+    out.append("")
+    out.append("rate: requests/s (messages/s for the websocket).  p50/p99: latency seen by the "
+               "client (wrk's, or the peer's / client's own timing).  CPU us/op: CPU time of the "
+               "process on the loop under test (the server; for http_client_* the client) per "
+               "request.  CPU gain vs uvloop: uvloop's CPU per request / this loop's, same repetition, median (> 1 = cheaper; on a busy 2-CPU machine steadier than the rate).  vs asyncio / vs uvloop: median of the per-repetition paired ratios of "
+               "the rate, (min–max of them).  spread = (max - min) / median of the rate.")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Interleaved side-by-side benchmarks of asyncio event loops.",
         epilog="See benchmarks/README.md.")
-    p.add_argument("--cases", help="comma-separated case names (default: all)")
+    p.add_argument("--cases", help="comma-separated case names or groups (default: core)")
+    p.add_argument("--only", metavar="GROUP",
+                   help="comma-separated groups: core, echo, tls, proc, apps, all")
     p.add_argument("--loops", help="comma-separated loop names (default: all)")
     p.add_argument("--reps", type=int, help="repetitions (default 5, --quick 3)")
     p.add_argument("--quick", action="store_true", help="3 reps and smaller sizes")
@@ -378,6 +527,9 @@ def parse_args(argv):
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds before a worker is killed and counted as failed")
     p.add_argument("--json", metavar="FILE", help="write raw numbers and summary here")
+    p.add_argument("--markdown", metavar="FILE", help="also write the report here")
+    p.add_argument("--no-quiet-check", action="store_true",
+                   help="skip the load average / calibration check before and after")
     p.add_argument("--list", action="store_true", help="list cases and loops, then exit")
     args = p.parse_args(argv)
 
@@ -389,7 +541,8 @@ def parse_args(argv):
             if not x:
                 continue
             if groups and x in groups:
-                names.extend(n for n in groups[x] if n not in names)
+                names.extend(n for n in groups[x] if n not in names
+                             and not (args.quick and CASES[n].quick_skip))
             elif x in known:
                 names.append(x)
             else:
@@ -401,6 +554,11 @@ def parse_args(argv):
     for c in CASES.values():
         groups.setdefault(c.group, []).append(c.name)
     groups["all"] = list(CASES)
+    if args.only:
+        for g in args.only.split(","):
+            if g.strip() and g.strip() not in groups:
+                p.error(f"unknown group: {g} (known: {', '.join(groups)})")
+        args.cases = ",".join(filter(None, [args.cases, args.only]))
     args.case_names = pick(args.cases, list(CASES), "case", groups, groups["core"])
     args.loop_names = pick(args.loops, list(LOOPS), "loop")
     if args.reps is None:
@@ -416,6 +574,7 @@ def list_all():
         print(f"  {c.name}  [{c.group}; {c.unit}/s; n={c.size}, quick n={c.quick}, "
               f"warm-up n={c.warmup}]")
         print(f"      {c.doc}")
+    print("Groups (--only):", ", ".join(sorted({c.group for c in CASES.values()})))
     print("Loops:")
     for spec in LOOPS.values():
         print(f"  {spec.name}  -- {spec.doc}")
@@ -468,6 +627,10 @@ def bench(args, env, started):
         return 2
 
     avail = [n for n in args.loop_names if probe["loops"][n]["available"]]
+    quiet = None if args.no_quiet_check else quiet_check()
+    if quiet and not quiet["quiet"]:
+        log("WARNING: the machine is not quiet: " + "; ".join(quiet["reasons"])
+            + " (absolute numbers will be noisy; paired ratios less so)")
     rl = probe.get("ringloop", {})
     meta = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -488,6 +651,9 @@ def bench(args, env, started):
         "sizes": {c: dict(zip(("n", "warmup"), CASES[c].sizes(args.quick, args.scale)))
                   for c in args.case_names},
         "probe_stderr": probe_stderr,
+        "packages": probe.get("packages", {}),
+        "quiet_start": quiet,
+        "groups": {c: CASES[c].group for c in args.case_names},
     }
     if probe_stderr.strip():
         log("note: the probe wrote to stderr (shown in the report):\n" + probe_stderr.rstrip())
@@ -505,7 +671,24 @@ def bench(args, env, started):
     total = args.reps * sum(1 for c in args.case_names for ln in avail
                             if applicable(CASES[c], LOOPS[ln]))
     done = 0
+    measured_wall = {}  # case -> wall seconds of its measurements so far (for the ETA)
     interrupted = False
+    per_rep = [(c, ln) for c in args.case_names for ln in avail
+               if applicable(CASES[c], LOOPS[ln])]
+
+    def left(rep, cname):
+        """Time left: each measurement still to come costs what that case
+        cost so far (else the mean of all so far)."""
+        walls = [w for ws in measured_wall.values() for w in ws]
+        if not walls:
+            return ""
+        overall = statistics.mean(walls)
+        pos = args.case_names.index(cname)
+        todo = [c for c, _ in per_rep if args.case_names.index(c) > pos]
+        todo += [c for c, _ in per_rep] * (args.reps - rep - 1)
+        secs = sum(statistics.mean(measured_wall[c]) if c in measured_wall else overall
+                   for c in todo)
+        return f", ~{int(secs // 60)}m{int(secs % 60):02d}s left"
     try:
         for rep in range(args.reps):
             k = rep % len(avail) if avail else 0
@@ -536,6 +719,7 @@ def bench(args, env, started):
                         runs.append(rec)
                         continue
                     wall = time.perf_counter() - t0
+                    measured_wall.setdefault(cname, []).append(wall)
                     if werr.strip():
                         rec["stderr"] = werr
                         stderr_notes.setdefault(key, werr)
@@ -557,7 +741,7 @@ def bench(args, env, started):
                                    rate=res["rate"], wall=wall, extra=extra)
                         log(f"[{done}/{total}] rep {rep + 1} {cname:<30} {lname:<18} "
                             f"{fmt_rate(res['rate']):>8} {CASES[cname].unit}/s "
-                            f"({res['seconds']:.3f} s timed, {wall:.2f} s wall)")
+                            f"({res['seconds']:.3f} s timed, {wall:.2f} s wall{left(rep, cname)})")
                     runs.append(rec)
     except KeyboardInterrupt:
         interrupted = True
@@ -570,20 +754,33 @@ def bench(args, env, started):
         s["rates"] = rs
         s["vs"] = {base: paired_ratio(by_rep.get(cname, {}), lname, base)
                    for base in BASELINES if base != lname}
+        # The range of the per-repetition paired ratios.
+        s["vs_range"] = {}
+        for base in BASELINES:
+            rs_ = paired_ratios(by_rep.get(cname, {}), lname, base) if base != lname else []
+            s["vs_range"][base] = [min(rs_), max(rs_)] if rs_ else None
         summary.setdefault(cname, {})[lname] = s
     elapsed = time.time() - started
     meta["wall_seconds"] = elapsed
     meta["loadavg_end"] = os.getloadavg()
     meta["interrupted"] = interrupted
+    meta["quiet_end"] = None if args.no_quiet_check else quiet_check()
+
+    meta["apps"] = apps_summary(args, by_rep_extra)
 
     echo = echo_summary(args, by_rep, by_rep_extra)
     meta["echo"] = echo
     report = render(args, meta, summary, status, failures, unavailable, stderr_notes)
     print(report)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report + "\n")
+        log(f"report written to {args.markdown}")
     if args.json:
         data = {
             "meta": meta,
-            "cases": {c: {"unit": CASES[c].unit, "doc": CASES[c].doc} for c in args.case_names},
+            "cases": {c: {"unit": CASES[c].unit, "doc": CASES[c].doc, "group": CASES[c].group}
+                      for c in args.case_names},
             "runs": runs,
             "summary": {c: {ln: s for ln, s in d.items()} for c, d in summary.items()},
             "failures": [{"case": c, "loop": ln, "summary": s, "detail": d}
@@ -609,7 +806,19 @@ def render(args, meta, summary, status, failures, unavailable, stderr_notes):
     if busiest > 0.5:
         lines.append(f"- Note: the machine was not idle (1-minute load average up to "
                      f"{busiest:.2f} on {meta['cpus']} CPUs); expect more noise than usual")
+    for which in ("quiet_start", "quiet_end"):
+        q = meta.get(which)
+        if q:
+            lines.append(
+                f"- Quiet check ({'start' if which == 'quiet_start' else 'end'}): load average "
+                f"{q['loadavg'][0]:.2f}, calibration loop {q['calibration']['rate_M']:.1f} M/s "
+                f"(spread {q['calibration']['spread_pct']:.0f}%)"
+                + ("" if q["quiet"] else " — **WARNING: not quiet** (" + "; ".join(q["reasons"])
+                   + "): absolute numbers are noisy, read the paired ratios and their spreads"))
     lines.append(f"- uvloop: {meta['uvloop'] or 'not installed'}")
+    if meta.get("packages"):
+        lines.append("- Packages: " + ", ".join(f"{k} {v}" for k, v in meta["packages"].items()
+                                               if v))
     if "import_error" in rl:
         lines.append(f"- ringloop: cannot import ({rl['import_error']})")
     else:
@@ -640,7 +849,8 @@ def render(args, meta, summary, status, failures, unavailable, stderr_notes):
     lines.append(f"- Total wall time: {meta['wall_seconds']:.0f} s"
                  + (" (INTERRUPTED, partial)" if meta["interrupted"] else ""))
     lines.append("")
-    core = [c for c in args.case_names if CASES[c].group not in ECHO_GROUPS]
+    core = [c for c in args.case_names
+            if CASES[c].group not in ECHO_GROUPS + APPS_GROUPS]
     if core:
         lines.append(markdown_table(core, [ln for ln in args.loop_names
                                            if LOOPS[ln].kind == "loop"], summary, status))
@@ -650,6 +860,9 @@ def render(args, meta, summary, status, failures, unavailable, stderr_notes):
     if any(CASES[c].group == "tls" for c in meta.get("echo", {})):
         lines.append("")
         lines.append(tls_table(args, meta["echo"], status))
+    if meta.get("apps"):
+        lines.append("")
+        lines.append(apps_table(args, meta["apps"], status))
     if unavailable:
         lines.append("")
         for (c, ln), reason in unavailable.items():

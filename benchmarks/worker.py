@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import sys
+import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +105,8 @@ def cmd_run(args):
         emit({"status": "unavailable", "reason": str(exc)})
         return 0
     try:
-        run_case(case, loop, args.warmup)
+        if args.warmup > 0:
+            run_case(case, loop, args.warmup)
         gc.collect()
         ops, secs, extra = run_case(case, loop, args.size)
     except Unavailable as exc:
@@ -116,6 +118,55 @@ def cmd_run(args):
     faulthandler.cancel_dump_traceback_later()
     emit({"status": "ok", "ops": ops, "seconds": secs, "rate": ops / secs,
           "cpu": cpu, "extra": extra})
+    return 0
+
+
+def cmd_smoke(args):
+    """Every case (or --cases) once at a tiny size on one loop, each with a
+    new loop, all in this process, no warm-up: what tests/test_bench_smoke.py
+    runs, so that the suite covers every case on every loop in seconds.  The
+    application server cases serve their correctness pre-check only
+    (RINGLOOP_BENCH_SMOKE=1).  Prints one result line:
+    {"loop": ..., "available": bool, "reason": ..., "cases": {name:
+    {"status": "ok"|"failed"|"unavailable", ...}}}"""
+    os.environ["RINGLOOP_BENCH_SMOKE"] = "1"
+    spec = LOOPS[args.loop]
+    if args.watchdog > 0:
+        faulthandler.dump_traceback_later(args.watchdog, exit=True)
+    names = args.cases.split(",") if args.cases else list(CASES)
+    out = {"loop": spec.name, "available": True, "reason": None, "cases": {}}
+    try:
+        spec.make().close()
+    except Unavailable as exc:
+        out.update(available=False, reason=str(exc))
+        emit(out)
+        return 0
+    for name in names:
+        case = CASES[name]
+        if not applicable(case, spec):
+            continue
+        # Tiny: one round per connection and a few more for the echo
+        # cases; a few hundred operations for the rest.
+        conns = case.meta.get("conns")
+        n = min(case.quick, case.warmup or 100, max(conns, 30) if conns else 500)
+        t0 = time.perf_counter()
+        try:
+            loop = spec.make()
+            try:
+                ops, secs, extra = run_case(case, loop, n)
+            finally:
+                loop.close()
+        except Unavailable as exc:
+            res = {"status": "unavailable", "reason": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                   "traceback": traceback.format_exc()}
+        else:
+            res = {"status": "ok", "n": n, "ops": ops, "seconds": secs, "extra": extra}
+        res["wall"] = time.perf_counter() - t0
+        out["cases"][name] = res
+    faulthandler.cancel_dump_traceback_later()
+    emit(out)
     return 0
 
 
@@ -145,6 +196,22 @@ def ringloop_facts():
     return facts
 
 
+# Versions recorded in the report (what is installed; None = not installed).
+PACKAGES = ("uvloop", "aiohttp", "uvicorn", "httptools", "h11", "starlette", "websockets",
+            "httpx", "matplotlib")
+
+
+def package_versions():
+    from importlib import metadata
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def cmd_probe(args):
     out = {
         "python": sys.version.split()[0],
@@ -156,6 +223,7 @@ def cmd_probe(args):
         "loops": {},
         "ringloop": ringloop_facts(),
     }
+    out["packages"] = package_versions()
     try:
         import uvloop
         out["uvloop"] = uvloop.__version__
@@ -190,12 +258,18 @@ def main(argv=None):
     r.add_argument("--warmup", type=int, required=True)
     r.add_argument("--watchdog", type=float, default=0,
                    help="seconds after which a hung worker dumps its stacks and exits")
+    sm = sub.add_parser("smoke")
+    sm.add_argument("--loop", required=True, choices=sorted(LOOPS))
+    sm.add_argument("--cases", help="comma-separated (default: every case)")
+    sm.add_argument("--watchdog", type=float, default=0)
     pr = sub.add_parser("probe")
     pr.add_argument("--loops", required=True)
     args = p.parse_args(argv)
     faulthandler.enable()  # a crash still shows where it happened
     if args.cmd == "probe":
         return cmd_probe(args)
+    if args.cmd == "smoke":
+        return cmd_smoke(args)
     try:
         return cmd_run(args)
     except Exception as exc:  # noqa: BLE001 - reported to the runner
