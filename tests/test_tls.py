@@ -790,12 +790,17 @@ def test_plain_write_from_resume_writing_after_close(loop):
 
     async def main():
         lsock = socket.socket()
+        # Small kernel buffers on both sides, so the 4 MiB write cannot all
+        # leave at once however the machine tunes loopback TCP.
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
         lsock.bind(("127.0.0.1", 0))
         lsock.listen()
         lsock.setblocking(False)
         try:
             accept = asyncio.ensure_future(loop.sock_accept(lsock))
             tr, pr = await loop.create_connection(Writer, *lsock.getsockname())
+            tr.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
             conn, _ = await accept
             with conn:
                 tr.write(data)
