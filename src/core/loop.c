@@ -1720,8 +1720,9 @@ join_method_tables(void)
     if (Loop_all_methods != NULL) {
         return 0;
     }
+    extern PyMethodDef rl_fs_loop_methods[]; /* fs/fs.c (issue 15) */
     PyMethodDef *parts[] = {Loop_methods, rl_net_loop_methods,
-                            rl_sock_loop_methods};
+                            rl_sock_loop_methods, rl_fs_loop_methods};
     size_t n = 0;
     for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
         for (PyMethodDef *m = parts[p]; m->ml_name != NULL; m++) {
