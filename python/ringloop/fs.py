@@ -683,12 +683,14 @@ class AsyncTextFile:
         got = 0
         for i in range(len(fed)):
             got += len(d.decode(fed[i:i + 1]))
-            if got >= consumed:
-                buf, flag = d.getstate()
-                if got == consumed and buf == b"" and not (self._readuniversal and flag & 1):
+            buf, flag = d.getstate()
+            # a pending '\r' owes exactly one character
+            cr = flag & 1 if self._readuniversal else 0
+            if got + cr == consumed and buf == b"":
+                if not (cr and fed[i + 1:i + 2] == b"\n"):
                     return pos + i + 1
-                if got > consumed:
-                    break
+            elif got + cr > consumed:
+                break
         raise OSError("can't reconstruct logical file position")
 
     def _new_decoder(self, state):
