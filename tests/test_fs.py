@@ -544,3 +544,55 @@ def test_native_open_cancelled_closes_fd(loop, where):
             await t
 
     loop.run_until_complete(main())
+
+
+def test_loop_closed_with_request_in_flight():
+    from conftest import new_loop
+    from ringloop import _fs
+    lp = new_loop()
+    r, w = os.pipe()
+    try:
+        if not _fs.native(lp):
+            pytest.skip("io_uring requests only")
+        buf = bytearray(8)
+
+        async def main():
+            t = asyncio.ensure_future(_fs.preadinto(lp, r, buf, -1))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            return t
+
+        t = lp.run_until_complete(main())
+        assert not t.done()
+        lp.close()  # the reactor cancels and reaps the read, then lets go
+        buf.extend(b"x")  # no longer exported
+        os.write(w, b"after")
+        assert os.read(r, 5) == b"after"
+    finally:
+        if not lp.is_closed():
+            lp.close()
+        os.close(r)
+        os.close(w)
+
+
+def test_native_open_unclaimed_after_cancel_is_closed(loop, where):
+    from ringloop import _fs
+    if not _fs.native(loop):
+        pytest.skip("io_uring requests only")
+    p = os.path.join(where, "u")
+    with open(p, "wb"):
+        pass
+    before = len(os.listdir("/proc/self/fd"))
+
+    async def main():
+        fut, req = loop._fs(_fs._OPEN, _fs._AT_FDCWD, os.fsencode(p), None,
+                            os.O_RDONLY | os.O_CLOEXEC, 0)
+        fut.cancel()  # nobody asks loop._fs_cancel() for the outcome
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+        return req
+
+    req = loop.run_until_complete(main())
+    assert len(os.listdir("/proc/self/fd")) == before + 1  # opened, held by req
+    del req
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define RL_FS_CAPSULE "ringloop._core.fsreq"
 #define RL_FS_MAX_LEN 0x7ffff000u
@@ -75,6 +76,9 @@ fsreq_destroy(PyObject *cap)
     }
     if (r->has_view) {
         PyBuffer_Release(&r->view);
+    }
+    if (r->n.op.kind == RL_OP_OPENAT && r->outcome != NULL && r->res >= 0) {
+        close(r->res); /* opened for an awaiter that is gone, never claimed */
     }
     Py_XDECREF(r->fut);
     Py_XDECREF(r->waiter);
@@ -191,10 +195,17 @@ fs_cb(rl_op *op, int32_t res, uint32_t flags)
     }
 }
 
+/* The loop closed; the reactor made the op IDLE: no completion will come
+ * and the kernel is done with the buffers.  Let go of the caller's buffer
+ * now (its future stays pending, as a sock_* call's). */
 static void
 fs_forget(rl_netop *n)
 {
-    (void)n; /* buffers go with the capsule */
+    fsreq *r = (fsreq *)n;
+    if (r->has_view) {
+        PyBuffer_Release(&r->view);
+        r->has_view = 0;
+    }
 }
 
 static int
