@@ -565,3 +565,8 @@ import echo  # noqa: E402,F401  (registers the echo cases)
 # subprocesses and pipes (group "proc": python3 benchmarks/run.py --cases proc)
 
 import proc  # noqa: E402,F401  (registers the proc cases)
+
+# ---------------------------------------------------------------------------
+# file I/O (group "fs": python3 benchmarks/run.py --cases fs)
+
+import files  # noqa: E402,F401  (registers the fs cases)

@@ -25,7 +25,7 @@ tag=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 venv="$work/venv-$tag"
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$venv/bin/python" -m pip install -q uvloop
+"$venv/bin/python" -m pip install -q uvloop aiofiles  # aiofiles: the fs group's rival
 src="$work/src"
 rm -rf "$src"
 mkdir -p "$src"

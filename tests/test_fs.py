@@ -226,6 +226,14 @@ def test_whole_file_helpers(loop, where):
     p = os.path.join(where, "w")
 
     async def main():
+        # st_size 0 but contents: read until a read returns nothing
+        with open("/proc/version", "rb") as f:
+            assert await fs.read_bytes("/proc/version") == f.read()
+        assert await fs.write_bytes(p, b"") == 0
+        assert await fs.read_bytes(p) == b""
+        big = os.urandom(200_000)
+        assert await fs.write_bytes(p, bytearray(big)) == len(big)
+        assert await fs.read_bytes(p) == big
         assert await fs.write_bytes(p, b"x" * 10000) == 10000
         assert await fs.read_bytes(p) == b"x" * 10000
         assert await fs.write_text(p, "a\nb\n", newline="\r\n") == 4
@@ -309,6 +317,10 @@ def test_errors_match_builtins(loop, where):
         (lambda: fs.open(exists, "r", encoding="nope"), lambda: open(exists, "r", encoding="nope")),
         (lambda: fs.open(3.5), lambda: open(3.5)),
         (lambda: fs.open(exists + "\0"), lambda: open(exists + "\0")),
+        (lambda: fs.read_bytes(missing), lambda: open(missing, "rb")),
+        (lambda: fs.read_bytes(where), lambda: open(where, "rb")),
+        (lambda: fs.write_bytes(missing, b"x"), lambda: open(missing, "wb")),
+        (lambda: fs.read_text(missing), lambda: open(missing)),
         (lambda: fs.stat(missing), lambda: os.stat(missing)),
         (lambda: fs.unlink(missing), lambda: os.unlink(missing)),
         (lambda: fs.rmdir(ddir), lambda: os.rmdir(ddir)),

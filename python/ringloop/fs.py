@@ -144,15 +144,20 @@ async def _open(file, mode, buffering, encoding, errors, newline, closefd, opene
         st = os.fstat(fd)  # the inode is in memory once open: no wait
         if _stat_mod.S_ISDIR(st.st_mode):
             raise IsADirectoryError(21, os.strerror(21), file)
-        try:
-            pos = os.lseek(fd, 0, os.SEEK_END if appending else os.SEEK_CUR)
-            seekable = True
-        except OSError:
-            pos, seekable = 0, False
+        if _stat_mod.S_ISREG(st.st_mode) and not appending and not isinstance(file, int):
+            pos, seekable = 0, True  # just opened by us: no lseek needed
+        else:
+            try:
+                pos = os.lseek(fd, 0, os.SEEK_END if appending else os.SEEK_CUR)
+                seekable = True
+            except OSError:
+                pos, seekable = 0, False
         if buffering < 0 or buffering == 1:
             buffering = st.st_blksize if st.st_blksize > 1 else _DEFAULT_BUFFER
         raw = AsyncFile(loop, fd, file, mode if binary else mode.replace("t", "") + "b",
                         readable, writable, appending, seekable, pos, buffering, closefd)
+        if _stat_mod.S_ISREG(st.st_mode):
+            raw._size_hint = st.st_size
     except BaseException:
         if closefd or not isinstance(file, int):
             os.close(fd)
@@ -181,7 +186,7 @@ class AsyncFile:
         self._bufsize = buffering
         self._closefd = closefd
         self._closed = False
-        self._eof_size = None
+        self._size_hint = None  # st_size from open(): the first read() needs no fstat
 
     # -- state ----------------------------------------------------------
     @property
@@ -251,13 +256,23 @@ class AsyncFile:
             self._rbuf = b""
             while True:
                 want = self._bufsize
-                if self._seekable:
+                regular = False
+                if self._size_hint is not None:
+                    size_now, regular = self._size_hint, True
+                    self._size_hint = None
+                    want = max(want, min(size_now - self._pos + 1, _MAX_CHUNK))
+                elif self._seekable:
                     st = os.fstat(self._fd)
+                    regular = _stat_mod.S_ISREG(st.st_mode)
                     want = max(want, min(st.st_size - self._pos + 1, _MAX_CHUNK))
                 data = await self._raw_read(want)
                 if not data:
                     break
                 chunks.append(data)
+                if regular and len(data) < want:
+                    break  # a short read of a regular file: its end
+            if len(chunks) == 2 and not chunks[0]:
+                return chunks[1]
             return b"".join(chunks)
         if len(self._rbuf) >= size:
             data, self._rbuf = self._rbuf[:size], self._rbuf[size:]
@@ -765,9 +780,45 @@ class AsyncTextFile:
 
 # -- whole files and paths ------------------------------------------------
 
+def _read_bytes_sync(path):
+    with io.open(path, "rb") as f:
+        return f.read()
+
+
 async def read_bytes(path):
-    async with open(path, "rb") as f:
-        return await f.read()
+    """The file's contents: open, read, close (one executor job off
+    io_uring)."""
+    loop = _loop()
+    if not _fs.native(loop):
+        if not isinstance(path, int):
+            os.fspath(path)
+        return await loop.run_in_executor(None, _read_bytes_sync, path)
+    if isinstance(path, int):
+        async with open(path, "rb", buffering=0, closefd=False) as f:
+            return await f.read()
+    path = os.fspath(path)
+    fd = await _fs.open_fd(loop, path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)  # the inode is in memory once open: no wait
+        if _stat_mod.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, os.strerror(21), path)
+        if not _stat_mod.S_ISREG(st.st_mode):
+            async with open(fd, "rb", buffering=0, closefd=False) as f:
+                return await f.read()
+        want = st.st_size + 1
+        data = await _fs.pread(loop, fd, want, 0)
+        if len(data) < want:
+            return data  # a short read of a regular file: its end
+        chunks = [data]
+        off = len(data)
+        while True:
+            part = await _fs.pread(loop, fd, max(want, 1 << 16), off)
+            if not part:
+                return b"".join(chunks)
+            chunks.append(part)
+            off += len(part)
+    finally:
+        await _fs.close_fd(loop, fd)
 
 
 async def read_text(path, encoding=None, errors=None, newline=None):
@@ -775,8 +826,18 @@ async def read_text(path, encoding=None, errors=None, newline=None):
         return await f.read()
 
 
+def _write_bytes_sync(path, data):
+    with io.open(path, "wb") as f:
+        return f.write(data)
+
+
 async def write_bytes(path, data):
     data = memoryview(data)
+    loop = _loop()
+    if not _fs.native(loop):
+        if not isinstance(path, int):
+            os.fspath(path)
+        return await loop.run_in_executor(None, _write_bytes_sync, path, data)
     async with open(path, "wb", buffering=0) as f:
         await f.write(data)
         return len(data)
