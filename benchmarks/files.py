@@ -4,7 +4,7 @@ Each workload comes in three flavours, run on every loop:
   *_fs        ringloop.fs (io_uring requests on ringloop-io_uring; the
               loop's default executor on every other loop)
   *_aiofiles  aiofiles (a thread hop per call; installed by the benchmark's
-              own setup, scripts/bench.sh); n/a-free: the case fails with a
+              own setup, scripts/bench.sh); the case fails with a
               clear message if it is missing
   *_thread    asyncio.to_thread() around the plain blocking calls, one hop
               per unit of work (the best a thread can do)
