@@ -215,6 +215,10 @@ def _write_fsync(loop, n, how):
     try:
         got, secs, cpu = _timed(loop, main())
         check(os.path.getsize(path) == n * WRITE, "file size differs")
+        with open(path, "rb") as f:
+            for i in range(n):
+                if f.read(WRITE) != block:
+                    fail(f"write {i} differs")
     finally:
         os.unlink(path)
     return got, secs, {"cpu_s": cpu}
@@ -224,7 +228,8 @@ for _how in ("fs", "aiofiles", "thread"):
     def _make(how):
         def fn(loop, n):
             return _write_fsync(loop, n, how)
-        fn.__doc__ = (f"Append 64 KiB and fdatasync, n times, with {how}; checks the size.")
+        fn.__doc__ = (f"Append 64 KiB and fdatasync, n times, with {how}; checks the "
+                      "size and every byte.")
         return fn
     case(f"fs_write_fsync_{_how}", unit="writes", size=300, quick=100, warmup=10,
          group="fs")(_make(_how))
