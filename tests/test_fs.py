@@ -34,8 +34,7 @@ def where(request, tmp_path):
 
 def test_native_on_io_uring(loop):
     from ringloop import _fs
-    want = getattr(loop, "_fs_native", None) is not None and \
-        os.environ.get("RINGLOOP_BACKEND") == "io_uring"
+    want = getattr(loop, "backend", None) == "io_uring"
     assert _fs.native(loop) == want
 
 
