@@ -579,3 +579,7 @@ import sendfile  # noqa: E402,F401  (registers the sendfile case)
 # real applications (group "apps": python3 benchmarks/run.py --only apps)
 
 import apps  # noqa: E402,F401  (registers the application cases)
+
+# file I/O (group "fs": python3 benchmarks/run.py --cases fs)
+
+import files  # noqa: E402,F401  (registers the fs cases)

@@ -291,6 +291,41 @@ class DropsPipeReads(CorruptsPipeReads):
         return Base._make_read_pipe_transport(self, pipe, protocol, waiter, extra)
 
 
+# --- file cases (group "fs", benchmarks/files.py) ---
+def _flip(b):
+    if isinstance(b, (bytes, bytearray, memoryview)) and len(b) > 1:
+        b = bytearray(b)
+        b[0] ^= 0x55
+        return bytes(b)
+    return b
+
+
+class CorruptsExecutorIO(Base):
+    """Every 5th executor job has the first byte of the bytes it reads or
+    writes flipped (ringloop.fs off io_uring, aiofiles and to_thread all go
+    through run_in_executor)."""
+
+    def run_in_executor(self, executor, func, *args):
+        self._jobs = getattr(self, "_jobs", 0) + 1
+        if self._jobs % 5:
+            return super().run_in_executor(executor, func, *args)
+        import functools
+        if isinstance(func, functools.partial):
+            func = functools.partial(func.func, *map(_flip, func.args), **func.keywords)
+        args = tuple(map(_flip, args))
+
+        def job():
+            r = func(*args)
+            return _flip(r) if isinstance(r, bytes) else r
+
+        return super().run_in_executor(executor, job)
+
+
+for _name, _case in CASES.items():
+    if _case.group == "fs":
+        BROKEN[_name] = [(CorruptsExecutorIO, min(_case.quick, 200))]
+# --- end of file cases ---
+
 BROKEN["subprocess_spawn_wait"] = [(WrongReturncodes, 20)]
 BROKEN["pipe_cat_throughput"] = [(CorruptsPipeReads, 8), (DropsPipeReads, 8)]
 

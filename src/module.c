@@ -4,12 +4,14 @@
 
 /* The parts of the Loop outside core/ (internal.h, rl_loop_part): this
  * file is where they meet, so it alone includes their headers. */
+#include "fs.h"
 #include "net.h"
 #include "sockops.h"
 
 const rl_loop_part *const rl_loop_parts[] = {
     &rl_net_part,  /* transports, servers; st->net first: others use it */
     &rl_sock_part, /* sock_*, datagram endpoints */
+    &rl_fs_part,   /* ringloop.fs: file requests on the ring */
     NULL,
 };
 

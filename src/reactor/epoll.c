@@ -727,6 +727,16 @@ ep_submit(rl_reactor *base, rl_op *op)
     case RL_OP_WRITE:
         dir = DIR_OUT;
         break;
+    case RL_OP_FILE_READ: /* file ops (ringloop.fs): io_uring only */
+    case RL_OP_FILE_WRITE:
+    case RL_OP_OPENAT:
+    case RL_OP_STATX:
+    case RL_OP_RENAMEAT:
+    case RL_OP_UNLINKAT:
+    case RL_OP_MKDIRAT:
+    case RL_OP_FSYNC:
+    case RL_OP_CLOSE:
+        return -EOPNOTSUPP;
     default:
         return -EINVAL;
     }

@@ -71,6 +71,29 @@ typedef enum {
      * Never used on regular files. */
     RL_OP_READ,
     RL_OP_WRITE,
+    /* --- file ops (ringloop.fs, issue 15): io_uring only; the epoll
+     * backend answers -EOPNOTSUPP from submit() (the Python layer runs
+     * them in the executor there).  Arguments in op->u.file; res is what
+     * the syscall returns or -errno.  None retries on -EAGAIN.
+     *   FILE_READ/FILE_WRITE  pread/pwrite(fd, buf, len, off); off
+     *                         (uint64_t)-1: the file position
+     *   OPENAT    openat(fd, path, flags, mode): res = new fd (the issuer
+     *             owns it, also when it raced with a cancel)
+     *   STATX     statx(fd, path, flags, mask, buf2)
+     *   RENAMEAT  renameat2(fd, path, fd2, path2, flags)
+     *   UNLINKAT  unlinkat(fd, path, flags)
+     *   MKDIRAT   mkdirat(fd, path, mode)
+     *   FSYNC     fsync (flags 0) / fdatasync (flags 1)
+     *   CLOSE     close(fd) */
+    RL_OP_FILE_READ,
+    RL_OP_FILE_WRITE,
+    RL_OP_OPENAT,
+    RL_OP_STATX,
+    RL_OP_RENAMEAT,
+    RL_OP_UNLINKAT,
+    RL_OP_MKDIRAT,
+    RL_OP_FSYNC,
+    RL_OP_CLOSE,
     RL_OP__COUNT
 } rl_op_kind;
 
@@ -145,6 +168,15 @@ struct rl_op {
             const struct sockaddr *addr;
             socklen_t addrlen;
         } connect;
+        struct {
+            void *buf;       /* FILE_READ/WRITE: data; others: the path */
+            void *buf2;      /* RENAMEAT: new path; STATX: struct statx */
+            uint64_t off;    /* FILE_READ/WRITE */
+            uint32_t len;    /* FILE_READ/WRITE: bytes; OPENAT/MKDIRAT:
+                              * mode; STATX: mask */
+            int flags;       /* OPENAT, STATX, RENAMEAT, UNLINKAT, FSYNC */
+            int fd2;         /* RENAMEAT: new dirfd */
+        } file;
     } u;
     /* --- backend private ----------------------------------------------
      * epoll keeps ops in per-fd lists and a local completion queue; io_uring

@@ -351,6 +351,45 @@ queue_op(rl_uring *u, rl_op *op)
                             clamp_len(op->u.io.len), (uint64_t)-1);
         sqe->rw_flags = u->nowait_rw_flags;
         break;
+    /* --- file ops (ringloop.fs, issue 15) --- */
+    case RL_OP_FILE_READ:
+        io_uring_prep_read(sqe, op->fd, op->u.file.buf, op->u.file.len,
+                           op->u.file.off);
+        break;
+    case RL_OP_FILE_WRITE:
+        io_uring_prep_write(sqe, op->fd, op->u.file.buf, op->u.file.len,
+                            op->u.file.off);
+        break;
+    case RL_OP_OPENAT:
+        io_uring_prep_openat(sqe, op->fd, (const char *)op->u.file.buf,
+                             op->u.file.flags, (mode_t)op->u.file.len);
+        break;
+    case RL_OP_STATX:
+        io_uring_prep_statx(sqe, op->fd, (const char *)op->u.file.buf,
+                            op->u.file.flags, op->u.file.len,
+                            (struct statx *)op->u.file.buf2);
+        break;
+    case RL_OP_RENAMEAT:
+        io_uring_prep_renameat(sqe, op->fd, (const char *)op->u.file.buf,
+                               op->u.file.fd2,
+                               (const char *)op->u.file.buf2,
+                               (unsigned)op->u.file.flags);
+        break;
+    case RL_OP_UNLINKAT:
+        io_uring_prep_unlinkat(sqe, op->fd, (const char *)op->u.file.buf,
+                               op->u.file.flags);
+        break;
+    case RL_OP_MKDIRAT:
+        io_uring_prep_mkdirat(sqe, op->fd, (const char *)op->u.file.buf,
+                              (mode_t)op->u.file.len);
+        break;
+    case RL_OP_FSYNC:
+        io_uring_prep_fsync(sqe, op->fd,
+                            op->u.file.flags ? IORING_FSYNC_DATASYNC : 0);
+        break;
+    case RL_OP_CLOSE:
+        io_uring_prep_close(sqe, op->fd);
+        break;
     default:
         /* submit() validated the kind before taking the SQE. */
         io_uring_prep_nop(sqe);
@@ -802,8 +841,8 @@ drain_cqes(rl_uring *u)
         if (op->state == RL_OPS_IDLE) {
             continue;
         }
-        if (op->kind == RL_OP_ACCEPT && cqe->res >= 0 &&
-            !(op->bflags & UB_POLLING)) {
+        if ((op->kind == RL_OP_ACCEPT || op->kind == RL_OP_OPENAT) &&
+            cqe->res >= 0 && !(op->bflags & UB_POLLING)) {
             close(cqe->res);
         }
         if (cqe->flags & IORING_CQE_F_MORE) {
@@ -1311,7 +1350,8 @@ on_op_cqe(rl_uring *u, rl_op *op, int32_t res, uint32_t cflags)
      * CONNECT: older kernels report the non-blocking connect instead of
      * waiting for it.  Either way: poll, then retry (or read SO_ERROR);
      * the issuer never sees them, and the fd's flags are left alone. */
-    if ((res == -EAGAIN && op->kind != RL_OP_POLL) ||
+    if ((res == -EAGAIN && op->kind != RL_OP_POLL &&
+         op->kind < RL_OP_FILE_READ) ||
         (op->kind == RL_OP_CONNECT &&
          (res == -EINPROGRESS || res == -EALREADY))) {
         if (op->state == RL_OPS_CANCELLING) {
