@@ -10,6 +10,12 @@ Environment switches:
 Objects are built in a directory named after the switches (build_temp/
 <tag>), so a build with other switches never links objects compiled with
 different ones (e.g. a RINGLOOP_SANITIZE build reusing normal objects).
+
+The module exports one symbol, PyInit__core: a linker version script hides
+everything else, liburing's io_uring_* functions included (they are linked in
+statically and must not clash with another copy in the same process).  The
+version comes from ringloop.__version__ (pyproject.toml reads it); the
+license is set here because its metadata field changed in setuptools 77.
 """
 import glob
 import hashlib
@@ -18,6 +24,9 @@ import re
 import shlex
 import subprocess
 import sys
+
+
+LINK_RECIPE = "exports=PyInit__core only; no rpath"
 
 
 def env_flag(environ, name, default="0"):
@@ -55,7 +64,9 @@ def build_config(environ):
         words.append("asan")
     # CC/CFLAGS from the environment change the objects as well
     extra = (environ.get("CC", ""), environ.get("CFLAGS", ""), environ.get("CPPFLAGS", ""))
-    digest = hashlib.sha256(repr((cflags, ldflags, macros, extra)).encode()).hexdigest()[:10]
+    # LINK_RECIPE: how the module is linked (exports, rpath); a change of it
+    # must relink modules built before it
+    digest = hashlib.sha256(repr((cflags, ldflags, macros, extra, LINK_RECIPE)).encode()).hexdigest()[:10]
     tag = "-".join(words + [digest]) if words else "plain-" + digest
     return cflags, ldflags, macros, tag
 
@@ -84,7 +95,26 @@ def liburing_version_macros():
 # -- end --
 
 
+# The only symbol the module exports; the rest is local (setup.py writes this
+# as a linker version script into the build directory).
+EXPORTS_SCRIPT = "{\n  global: PyInit__core;\n  local: *;\n};\n"
+
+
+def license_metadata(setuptools_version):
+    """setup() keywords for the license: an SPDX expression for setuptools
+    >= 77 (core metadata 2.4, License-Expression), the old free-text field
+    before."""
+    try:
+        major = int(setuptools_version.split(".")[0])
+    except ValueError:
+        major = 0
+    if major >= 77:
+        return {"license_expression": "MIT", "license_files": ["LICENSE"]}
+    return {"license": "MIT", "license_files": ["LICENSE"]}
+
+
 def main():
+    import setuptools
     from setuptools import Extension, setup
     from setuptools.command.build_ext import build_ext
 
@@ -99,6 +129,22 @@ def main():
         def finalize_options(self):
             super().finalize_options()
             self.build_temp = os.path.join(self.build_temp, tag)
+
+        def build_extensions(self):
+            # A Python built with an rpath (pyenv's shared builds) hands it to
+            # every extension through LDSHARED: the module links no libpython
+            # and must not carry this machine's paths.
+            self.compiler.linker_so = [a for a in self.compiler.linker_so
+                                       if not a.startswith(("-Wl,-rpath", "-Wl,-R"))]
+            os.makedirs(self.build_temp, exist_ok=True)
+            script = os.path.join(self.build_temp, "exports.map")
+            with open(script, "w") as f:
+                f.write(EXPORTS_SCRIPT)
+            for e in self.extensions:
+                e.extra_link_args = [a for a in e.extra_link_args
+                                     if not a.startswith("-Wl,--version-script=")]
+                e.extra_link_args.append(f"-Wl,--version-script={os.path.abspath(script)}")
+            super().build_extensions()
 
         def build_extension(self, ext):
             # setuptools skips an extension whose file is newer than its
@@ -142,6 +188,7 @@ def main():
         package_dir={"": "python"},
         packages=["ringloop"],
         package_data={"ringloop": ["py.typed", "*.pyi"]},
+        **license_metadata(setuptools.__version__),
     )
 
 
