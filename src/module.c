@@ -206,6 +206,8 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+int rl_tls_module_init(PyObject *module);  /* src/tls/tls.c */
+
 static int
 module_exec(PyObject *mod)
 {
@@ -303,6 +305,10 @@ module_exec(PyObject *mod)
         return -1;
     }
     if (rl_sock_module_init(mod, st) < 0) {
+        return -1;
+    }
+    /* TLS record layer (src/tls/tls.c, issue 10) */
+    if (rl_tls_module_init(mod) < 0) {
         return -1;
     }
     return 0;
