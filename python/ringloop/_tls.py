@@ -37,10 +37,28 @@ class SSLProtocol(sslproto.SSLProtocol):
 
     __slots__ = ()
 
+    def _get_app_transport(self):
+        # stock, with the transport class below
+        if self._app_transport is None:
+            if self._app_transport_created:
+                raise RuntimeError('Creating _SSLProtocolTransport twice')
+            self._app_transport = _SSLProtocolTransport(self._loop, self)
+            self._app_transport_created = True
+        return self._app_transport
+
+
+class _SSLProtocolTransport(sslproto._SSLProtocolTransport):
+    """asyncio's TLS transport with write() in C."""
+
+    __slots__ = ()
+
 
 if ssl is not None:
     for _name, _meth in _core._tls_accel(sslproto, ssl).items():
-        setattr(SSLProtocol, _name, _meth)
+        if _name == "_app_write":
+            _SSLProtocolTransport.write = _meth
+        else:
+            setattr(SSLProtocol, _name, _meth)
     del _name, _meth
 
 if os.environ.get("RINGLOOP_TLS_PYTHON", "") not in ("", "0"):

@@ -51,7 +51,8 @@ typedef struct {
     PyObject *n_app_writing_paused, *n_control_app_writing;
     PyObject *n_incoming_high_water, *n_ssl_reading_paused;
     PyObject *n_control_ssl_reading, *n_app_protocol_get_buffer;
-    PyObject *n_app_protocol_buffer_updated, *n_append, *n_loop, *n_call_soon;
+    PyObject *n_app_protocol_buffer_updated, *n_append, *n_ssl_protocol;
+    PyObject *n_write_appdata, *n_loop, *n_call_soon;
 } TlsAccel;
 
 static void
@@ -864,7 +865,41 @@ m_buffer_updated(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* _SSLProtocolTransport.write(data) */
+static PyObject *
+m_app_write(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check_nargs("write", nargs, 2)) {
+        return NULL;
+    }
+    PyObject *data = args[1];
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+        PyObject *tname = PyType_GetName(Py_TYPE(data));
+        if (tname != NULL) {
+            PyErr_Format(PyExc_TypeError, "data: expecting a bytes-like instance, got %U",
+                         tname);
+            Py_DECREF(tname);
+        }
+        return NULL;
+    }
+    int nonempty = PyObject_IsTrue(data);
+    if (nonempty <= 0) {
+        return nonempty < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    /* self._ssl_protocol._write_appdata((data,)) */
+    PyObject *proto = PyObject_GetAttr(args[0], a->n_ssl_protocol);
+    if (proto == NULL) {
+        return NULL;
+    }
+    PyObject *tuple = PyTuple_Pack(1, data);
+    PyObject *r = tuple == NULL ? NULL : call1(proto, a->n_write_appdata, tuple);
+    Py_XDECREF(tuple);
+    Py_DECREF(proto);
+    return r;
+}
+
 static PyMethodDef accel_methods[] = {
+    {"_app_write", RL_CFUNC(m_app_write), METH_FASTCALL, NULL},
     {"get_buffer", RL_CFUNC(m_get_buffer), METH_FASTCALL, NULL},
     {"buffer_updated", RL_CFUNC(m_buffer_updated), METH_FASTCALL, NULL},
     {"_do_read", RL_CFUNC(m_do_read), METH_FASTCALL, NULL},
@@ -955,6 +990,8 @@ tls_accel(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     NAME(n_loop, "_loop")
     NAME(n_call_soon, "call_soon")
     NAME(n_append, "append")
+    NAME(n_ssl_protocol, "_ssl_protocol")
+    NAME(n_write_appdata, "_write_appdata")
 #undef NAME
 
     result = PyDict_New();
