@@ -771,7 +771,9 @@ def test_plain_write_from_resume_writing_after_close(loop):
     close(); when the buffer drains, resume_writing() runs first (asyncio's
     _write_send order) and what it writes is sent before the connection
     is closed."""
-    data = payload(4 << 20, seed=11)
+    # more than the loopback socket buffers can hold (tcp_wmem/tcp_rmem
+    # maxima: 4 + 6 MiB by default, 4 + 32 MiB seen on this machine)
+    data = payload(64 << 20, seed=11)
 
     class Writer(asyncio.Protocol):
         def __init__(self):

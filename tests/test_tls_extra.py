@@ -364,16 +364,19 @@ def test_cycles_leave_nothing_behind(loop):
             for _ in range(rounds - 1):
                 await one_round(addr, ctx, per_round)
             gc.collect()
-            assert _count(types) == objs
-            assert len(os.listdir("/proc/self/fd")) == fds
+            # <=: what earlier tests left for the collector may go meanwhile
+            assert _count(types) <= objs, (_count(types), objs)
+            assert len(os.listdir("/proc/self/fd")) <= fds
             # Python's heap: a leak of one object per cycle would be
             # thousands of blocks; allow caches/freelists some slack
             grown = sys.getallocatedblocks() - blocks
             assert grown < per_round // 2, grown
             # C memory (OpenSSL, the transport): a leak of even 1 KiB per
             # cycle would be MiBs here
+            # (not under AddressSanitizer: its quarantine keeps freed memory)
             rss_grown = _rss_kib() - rss
-            assert rss_grown < (CYCLES * 4 // 5) // 4, rss_grown
+            if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+                assert rss_grown < (CYCLES * 4 // 5) // 4, rss_grown
 
     run(loop, main(), timeout=590 if HEAVY else 170)
 

@@ -110,6 +110,28 @@ call1(PyObject *obj, PyObject *name, PyObject *arg)
                                      2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+/* self.<name> for an instance attribute of an SSLProtocol or its app
+ * transport: straight from the instance's __dict__ (materialized once),
+ * which skips the type lookup of a generic getattr; none of these names is
+ * a descriptor on those classes.  Anything not in the dict (a class
+ * attribute such as max_size) takes the generic path.  New reference. */
+static PyObject *
+sget(PyObject *self, PyObject *name)
+{
+    PyObject *dict = PyObject_GenericGetDict(self, NULL);
+    if (dict == NULL) {
+        PyErr_Clear();
+        return PyObject_GetAttr(self, name);
+    }
+    PyObject *v = PyDict_GetItemWithError(dict, name);
+    Py_XINCREF(v);
+    Py_DECREF(dict);
+    if (v == NULL && !PyErr_Occurred()) {
+        v = PyObject_GetAttr(self, name);
+    }
+    return v;
+}
+
 /* self.<name>() with the result dropped: 0 or -1. */
 static int
 callm0(PyObject *self, PyObject *name)
@@ -126,7 +148,7 @@ callm0(PyObject *self, PyObject *name)
 static int
 attr_true(PyObject *self, PyObject *name)
 {
-    PyObject *v = PyObject_GetAttr(self, name);
+    PyObject *v = sget(self, name);
     if (v == NULL) {
         return -1;
     }
@@ -135,7 +157,21 @@ attr_true(PyObject *self, PyObject *name)
     return r;
 }
 
-/* integer self.<name> (or obj.<name>) as Py_ssize_t; -1 with an error set */
+/* integer obj.<name> as Py_ssize_t; -1 with an error set; self: an
+ * instance attribute (sget) */
+static Py_ssize_t
+attr_ssize_v(PyObject *v)
+{
+    if (v == NULL) {
+        return -1;
+    }
+    Py_ssize_t r = PyNumber_AsSsize_t(v, PyExc_OverflowError);
+    Py_DECREF(v);
+    return r;
+}
+
+#define self_ssize(self, name) attr_ssize_v(sget(self, name))
+
 static Py_ssize_t
 attr_ssize(PyObject *obj, PyObject *name)
 {
@@ -180,14 +216,14 @@ fatal_on_exception(TlsAccel *a, PyObject *self)
 static PyObject *
 ssl_target(TlsAccel *a, PyObject *self)
 {
-    PyObject *sslobj = PyObject_GetAttr(self, a->n_sslobj);
+    PyObject *sslobj = sget(self, a->n_sslobj);
     if (sslobj == NULL) {
         return NULL;
     }
     if ((PyObject *)Py_TYPE(sslobj) != a->sslobject_type) {
         return sslobj;
     }
-    PyObject *inner = PyObject_GetAttr(sslobj, a->n_inner_sslobj);
+    PyObject *inner = sget(sslobj, a->n_inner_sslobj);
     Py_DECREF(sslobj);
     return inner;
 }
@@ -209,11 +245,11 @@ control_app_writing(TlsAccel *a, PyObject *self, PyObject *outgoing)
         if (pending == -1 && PyErr_Occurred()) {
             return -1;
         }
-        Py_ssize_t wsize = attr_ssize(self, a->n_write_buffer_size);
+        Py_ssize_t wsize = self_ssize(self, a->n_write_buffer_size);
         if (wsize == -1 && PyErr_Occurred()) {
             return -1;
         }
-        Py_ssize_t high = attr_ssize(self, a->n_outgoing_high_water);
+        Py_ssize_t high = self_ssize(self, a->n_outgoing_high_water);
         if (high == -1 && PyErr_Occurred()) {
             return -1;
         }
@@ -234,7 +270,7 @@ process_outgoing(TlsAccel *a, PyObject *self)
     if (paused < 0) {
         return -1;
     }
-    outgoing = PyObject_GetAttr(self, a->n_outgoing);
+    outgoing = sget(self, a->n_outgoing);
     if (outgoing == NULL) {
         goto done;
     }
@@ -248,7 +284,7 @@ process_outgoing(TlsAccel *a, PyObject *self)
             goto done;
         }
         if (n > 0) {
-            transport = PyObject_GetAttr(self, a->n_transport);
+            transport = sget(self, a->n_transport);
             if (transport == NULL) {
                 goto done;
             }
@@ -271,7 +307,7 @@ done:
 static int
 sub_write_buffer_size(TlsAccel *a, PyObject *self, Py_ssize_t n)
 {
-    Py_ssize_t size = attr_ssize(self, a->n_write_buffer_size);
+    Py_ssize_t size = self_ssize(self, a->n_write_buffer_size);
     if (size == -1 && PyErr_Occurred()) {
         return -1;
     }
@@ -290,7 +326,7 @@ do_write(TlsAccel *a, PyObject *self)
 {
     PyObject *target = NULL, *backlog = NULL;
     int rc = -1;
-    backlog = PyObject_GetAttr(self, a->n_write_backlog);
+    backlog = sget(self, a->n_write_backlog);
     if (backlog == NULL) {
         return -1;
     }
@@ -379,7 +415,7 @@ read_copied(TlsAccel *a, PyObject *self)
     if (target == NULL) {
         return -1;
     }
-    size = PyObject_GetAttr(self, a->n_max_size);
+    size = sget(self, a->n_max_size);
     if (size == NULL) {
         goto done;
     }
@@ -457,7 +493,7 @@ read_copied(TlsAccel *a, PyObject *self)
             }
         }
     deliver:;
-        PyObject *app = PyObject_GetAttr(self, a->n_app_protocol);
+        PyObject *app = sget(self, a->n_app_protocol);
         if (app == NULL) {
             Py_DECREF(data);
             goto done;
@@ -487,7 +523,7 @@ read_buffered(TlsAccel *a, PyObject *self)
     Py_ssize_t offset = 0, count = 1;
     int rc = -1;
 
-    PyObject *incoming = PyObject_GetAttr(self, a->n_incoming);
+    PyObject *incoming = sget(self, a->n_incoming);
     if (incoming == NULL) {
         return -1;
     }
@@ -496,7 +532,7 @@ read_buffered(TlsAccel *a, PyObject *self)
     if (pending == NULL) {
         return -1;
     }
-    PyObject *get_buffer = PyObject_GetAttr(self, a->n_app_protocol_get_buffer);
+    PyObject *get_buffer = sget(self, a->n_app_protocol_get_buffer);
     if (get_buffer == NULL) {
         Py_DECREF(pending);
         return -1;
@@ -550,11 +586,11 @@ read_buffered(TlsAccel *a, PyObject *self)
         offset += count;
         if (offset >= wants) {
             /* the buffer is full: more may be waiting, read it later */
-            PyObject *loop = PyObject_GetAttr(self, a->n_loop);
+            PyObject *loop = sget(self, a->n_loop);
             if (loop == NULL) {
                 goto done;
             }
-            PyObject *again = PyObject_GetAttr(self, a->n_do_read);
+            PyObject *again = sget(self, a->n_do_read);
             if (again == NULL) {
                 Py_DECREF(loop);
                 goto done;
@@ -570,7 +606,7 @@ read_buffered(TlsAccel *a, PyObject *self)
         }
     }
     if (offset > 0) {
-        PyObject *updated = PyObject_GetAttr(self, a->n_app_protocol_buffer_updated);
+        PyObject *updated = sget(self, a->n_app_protocol_buffer_updated);
         if (updated == NULL) {
             goto done;
         }
@@ -603,7 +639,7 @@ control_ssl_reading(TlsAccel *a, PyObject *self)
         return -1;
     }
     if (!paused) {
-        PyObject *incoming = PyObject_GetAttr(self, a->n_incoming);
+        PyObject *incoming = sget(self, a->n_incoming);
         if (incoming == NULL) {
             return -1;
         }
@@ -612,7 +648,7 @@ control_ssl_reading(TlsAccel *a, PyObject *self)
         if (pending == -1 && PyErr_Occurred()) {
             return -1;
         }
-        Py_ssize_t high = attr_ssize(self, a->n_incoming_high_water);
+        Py_ssize_t high = self_ssize(self, a->n_incoming_high_water);
         if (high == -1 && PyErr_Occurred()) {
             return -1;
         }
@@ -639,7 +675,7 @@ do_read_body(TlsAccel *a, PyObject *self)
         if ((is_buffer ? read_buffered(a, self) : read_copied(a, self)) < 0) {
             return -1;
         }
-        PyObject *backlog = PyObject_GetAttr(self, a->n_write_backlog);
+        PyObject *backlog = sget(self, a->n_write_backlog);
         if (backlog == NULL) {
             return -1;
         }
@@ -659,7 +695,7 @@ do_read_body(TlsAccel *a, PyObject *self)
 static int
 do_read(TlsAccel *a, PyObject *self)
 {
-    PyObject *state = PyObject_GetAttr(self, a->n_state);
+    PyObject *state = sget(self, a->n_state);
     if (state == NULL) {
         return -1;
     }
@@ -721,7 +757,7 @@ m_write_appdata(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *self = args[0];
-    PyObject *state = PyObject_GetAttr(self, a->n_state);
+    PyObject *state = sget(self, a->n_state);
     if (state == NULL) {
         return NULL;
     }
@@ -731,7 +767,7 @@ m_write_appdata(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
         /* closing, closed or still handshaking: the stock method */
         return PyObject_Vectorcall(a->base_write_appdata, args, 2, NULL);
     }
-    PyObject *backlog = PyObject_GetAttr(self, a->n_write_backlog);
+    PyObject *backlog = sget(self, a->n_write_backlog);
     if (backlog == NULL) {
         return NULL;
     }
@@ -772,7 +808,7 @@ m_get_buffer(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *self = args[0];
-    Py_ssize_t max = attr_ssize(self, a->n_max_size);
+    Py_ssize_t max = self_ssize(self, a->n_max_size);
     if (max == -1 && PyErr_Occurred()) {
         return NULL;
     }
@@ -784,7 +820,7 @@ m_get_buffer(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     if (want <= 0 || want > max) {
         want = max;
     }
-    PyObject *buf = PyObject_GetAttr(self, a->n_ssl_buffer);
+    PyObject *buf = sget(self, a->n_ssl_buffer);
     if (buf == NULL) {
         return NULL;
     }
@@ -808,7 +844,7 @@ m_get_buffer(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_DECREF(view);
     }
-    return PyObject_GetAttr(self, a->n_ssl_buffer_view);
+    return sget(self, a->n_ssl_buffer_view);
 }
 
 /* buffer_updated(nbytes) */
@@ -820,7 +856,7 @@ m_buffer_updated(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *self = args[0];
     /* self._incoming.write(self._ssl_buffer_view[:nbytes]) */
-    PyObject *view = PyObject_GetAttr(self, a->n_ssl_buffer_view);
+    PyObject *view = sget(self, a->n_ssl_buffer_view);
     if (view == NULL) {
         return NULL;
     }
@@ -831,7 +867,7 @@ m_buffer_updated(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     if (part == NULL) {
         return NULL;
     }
-    PyObject *incoming = PyObject_GetAttr(self, a->n_incoming);
+    PyObject *incoming = sget(self, a->n_incoming);
     PyObject *r = incoming == NULL ? NULL : call1(incoming, a->n_write, part);
     Py_XDECREF(incoming);
     Py_DECREF(part);
@@ -840,7 +876,7 @@ m_buffer_updated(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_DECREF(r);
 
-    PyObject *state = PyObject_GetAttr(self, a->n_state);
+    PyObject *state = sget(self, a->n_state);
     if (state == NULL) {
         return NULL;
     }
@@ -887,7 +923,7 @@ m_app_write(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
         return nonempty < 0 ? NULL : Py_NewRef(Py_None);
     }
     /* self._ssl_protocol._write_appdata((data,)) */
-    PyObject *proto = PyObject_GetAttr(args[0], a->n_ssl_protocol);
+    PyObject *proto = sget(args[0], a->n_ssl_protocol);
     if (proto == NULL) {
         return NULL;
     }
