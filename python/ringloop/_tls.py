@@ -54,7 +54,7 @@ class _SSLProtocolTransport(sslproto._SSLProtocolTransport):
 
 
 if ssl is not None:
-    for _name, _meth in _core._tls_accel(sslproto, ssl).items():
+    for _name, _meth in _core._tls_accel(sslproto, ssl, SSLProtocol).items():
         if _name == "_app_write":
             _SSLProtocolTransport.write = _meth
         else:

@@ -38,6 +38,7 @@ typedef struct {
     PyObject *again_errors;      /* sslproto.SSLAgainErrors */
     PyObject *sslobject_type;    /* ssl.SSLObject */
     PyObject *base_write_appdata;  /* SSLProtocol._write_appdata */
+    PyObject *our_class;         /* _tls.SSLProtocol (whose methods these are) */
     PyObject *msg_fatal;         /* 'Fatal error on SSL protocol' */
     /* attribute and method names */
     PyObject *n_incoming, *n_outgoing, *n_ssl_buffer, *n_ssl_buffer_view;
@@ -415,7 +416,7 @@ read_copied(TlsAccel *a, PyObject *self)
     if (target == NULL) {
         return -1;
     }
-    size = sget(self, a->n_max_size);
+    size = PyObject_GetAttr(self, a->n_max_size);  /* a class attribute */
     if (size == NULL) {
         goto done;
     }
@@ -749,14 +750,93 @@ m_process_outgoing(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* _write_appdata(list_of_data) */
-static PyObject *
-m_write_appdata(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
+/* self._write_buffer_size += n */
+static int
+add_write_buffer_size(TlsAccel *a, PyObject *self, Py_ssize_t n)
 {
-    if (!check_nargs("_write_appdata", nargs, 2)) {
-        return NULL;
+    return sub_write_buffer_size(a, self, -n);
+}
+
+/* The WRAPPED branch of _write_appdata((data,)) with nothing queued in
+ * the backlog: stock appends data, counts it, then _do_write() writes it
+ * and takes it out again.  Here the SSLObject gets it first, and only
+ * what it did not take goes to the backlog (and the count), so the state
+ * after it is stock's: a partial write leaves data[count:], SSLAgainErrors
+ * or a failure leave all of it (the failure then goes to _fatal_error). */
+static int
+write_one_direct(TlsAccel *a, PyObject *self, PyObject *backlog, PyObject *data)
+{
+    Py_ssize_t dlen = PyObject_Size(data);
+    if (dlen < 0) {
+        /* stock: the append happened, len() raised, nothing counted */
+        PyObject *r = call1(backlog, a->n_append, data);
+        Py_XDECREF(r);
+        return -2;
     }
-    PyObject *self = args[0];
+    PyObject *target = ssl_target(a, self);
+    if (target == NULL) {
+        goto fail_keep;
+    }
+    PyObject *cnt = call1(target, a->n_write, data);
+    Py_DECREF(target);
+    if (cnt == NULL) {
+        if (PyErr_ExceptionMatches(a->again_errors)) {
+            PyErr_Clear();
+            PyObject *r = call1(backlog, a->n_append, data);
+            if (r == NULL) {
+                return -2;
+            }
+            Py_DECREF(r);
+            if (add_write_buffer_size(a, self, dlen) < 0) {
+                return -2;
+            }
+            return process_outgoing(a, self);
+        }
+        goto fail_keep;
+    }
+    Py_ssize_t count = PyNumber_AsSsize_t(cnt, PyExc_OverflowError);
+    Py_DECREF(cnt);
+    if (count == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (count < dlen) {
+        PyObject *rest = PySequence_GetSlice(data, count, PY_SSIZE_T_MAX);
+        if (rest == NULL) {
+            return -1;
+        }
+        PyObject *r = call1(backlog, a->n_append, rest);
+        Py_DECREF(rest);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        if (add_write_buffer_size(a, self, dlen - count) < 0) {
+            return -1;
+        }
+        /* stock's _do_write loop would now try the rest */
+        return do_write(a, self);
+    }
+    return process_outgoing(a, self);
+
+fail_keep:;
+    /* as stock: the data stays queued and counted under the error */
+    PyObject *exc = rl_err_get_raised();
+    PyObject *r = call1(backlog, a->n_append, data);
+    int ok = r != NULL && add_write_buffer_size(a, self, dlen) == 0;
+    Py_XDECREF(r);
+    if (!ok) {
+        Py_XDECREF(exc);
+        return -2;
+    }
+    rl_err_set_raised(exc);
+    return -1;
+}
+
+/* the WRAPPED/else part of _write_appdata(list_of_data) for an iterable
+ * (args tuple) or one data object (one != NULL) */
+static PyObject *
+write_appdata(TlsAccel *a, PyObject *self, PyObject *list_of_data, PyObject *one)
+{
     PyObject *state = sget(self, a->n_state);
     if (state == NULL) {
         return NULL;
@@ -765,31 +845,56 @@ m_write_appdata(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(state);
     if (!wrapped) {
         /* closing, closed or still handshaking: the stock method */
-        return PyObject_Vectorcall(a->base_write_appdata, args, 2, NULL);
+        PyObject *tuple = NULL;
+        if (list_of_data == NULL) {
+            tuple = PyTuple_Pack(1, one);
+            if (tuple == NULL) {
+                return NULL;
+            }
+            list_of_data = tuple;
+        }
+        PyObject *args[2] = {self, list_of_data};
+        PyObject *r = PyObject_Vectorcall(a->base_write_appdata, args, 2, NULL);
+        Py_XDECREF(tuple);
+        return r;
     }
     PyObject *backlog = sget(self, a->n_write_backlog);
     if (backlog == NULL) {
         return NULL;
     }
-    PyObject *it = PyObject_GetIter(args[1]);
-    if (it == NULL) {
+    if (one != NULL && PyList_CheckExact(backlog) && PyList_GET_SIZE(backlog) == 0) {
+        int rc = write_one_direct(a, self, backlog, one);
+        Py_DECREF(backlog);
+        if (rc == -2) {
+            return NULL;  /* raised outside stock's try block */
+        }
+        if (rc < 0 && fatal_on_exception(a, self) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *it = one != NULL ? NULL : PyObject_GetIter(list_of_data);
+    if (it == NULL && one == NULL) {
         Py_DECREF(backlog);
         return NULL;
     }
     PyObject *data;
     int err = 0;
-    while ((data = PyIter_Next(it)) != NULL) {
+    while ((data = one != NULL ? Py_NewRef(one) : PyIter_Next(it)) != NULL) {
         /* self._write_backlog.append(data); self._write_buffer_size += len(data) */
         PyObject *r = call1(backlog, a->n_append, data);
         Py_ssize_t n = r == NULL ? -1 : PyObject_Size(data);
         Py_XDECREF(r);
         Py_DECREF(data);
-        if (n < 0 || sub_write_buffer_size(a, self, -n) < 0) {
+        if (n < 0 || add_write_buffer_size(a, self, n) < 0) {
             err = 1;
             break;
         }
+        if (one != NULL) {
+            break;
+        }
     }
-    Py_DECREF(it);
+    Py_XDECREF(it);
     Py_DECREF(backlog);
     if (err || PyErr_Occurred()) {
         return NULL;
@@ -800,6 +905,20 @@ m_write_appdata(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* _write_appdata(list_of_data) */
+static PyObject *
+m_write_appdata(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check_nargs("_write_appdata", nargs, 2)) {
+        return NULL;
+    }
+    PyObject *list = args[1];
+    if (PyTuple_CheckExact(list) && PyTuple_GET_SIZE(list) == 1) {
+        return write_appdata(a, args[0], NULL, PyTuple_GET_ITEM(list, 0));
+    }
+    return write_appdata(a, args[0], list, NULL);
+}
+
 /* get_buffer(n) */
 static PyObject *
 m_get_buffer(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
@@ -808,7 +927,7 @@ m_get_buffer(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *self = args[0];
-    Py_ssize_t max = self_ssize(self, a->n_max_size);
+    Py_ssize_t max = attr_ssize(self, a->n_max_size);  /* a class attribute */
     if (max == -1 && PyErr_Occurred()) {
         return NULL;
     }
@@ -927,9 +1046,15 @@ m_app_write(TlsAccel *a, PyObject *const *args, Py_ssize_t nargs)
     if (proto == NULL) {
         return NULL;
     }
-    PyObject *tuple = PyTuple_Pack(1, data);
-    PyObject *r = tuple == NULL ? NULL : call1(proto, a->n_write_appdata, tuple);
-    Py_XDECREF(tuple);
+    PyObject *r;
+    if ((PyObject *)Py_TYPE(proto) == a->our_class) {
+        r = write_appdata(a, proto, NULL, data);
+    }
+    else {
+        PyObject *tuple = PyTuple_Pack(1, data);
+        r = tuple == NULL ? NULL : call1(proto, a->n_write_appdata, tuple);
+        Py_XDECREF(tuple);
+    }
     Py_DECREF(proto);
     return r;
 }
@@ -950,7 +1075,7 @@ static PyMethodDef accel_methods[] = {
 static PyObject *
 tls_accel(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check_nargs("_tls_accel", nargs, 2)) {
+    if (!check_nargs("_tls_accel", nargs, 3)) {
         return NULL;
     }
     PyObject *sslproto = args[0], *ssl = args[1];
@@ -970,6 +1095,7 @@ tls_accel(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             *p = NULL;
         }
     }
+    a->our_class = Py_NewRef(args[2]);
     PyObject *result = NULL, *states = NULL, *cls = NULL;
 
     states = PyObject_GetAttrString(sslproto, "SSLProtocolState");
@@ -983,6 +1109,10 @@ tls_accel(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         (cls = PyObject_GetAttrString(sslproto, "SSLProtocol")) == NULL ||
         (a->base_write_appdata = PyObject_GetAttrString(cls, "_write_appdata")) == NULL ||
         (a->msg_fatal = PyUnicode_FromString("Fatal error on SSL protocol")) == NULL) {
+        goto done;
+    }
+    if (!PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "_tls_accel: a class expected");
         goto done;
     }
 #define NAME(field, text)                                                     \
