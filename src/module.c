@@ -7,11 +7,13 @@
 #include "fs.h"
 #include "net.h"
 #include "sockops.h"
+#include "tls.h"
 
 const rl_loop_part *const rl_loop_parts[] = {
     &rl_net_part,  /* transports, servers; st->net first: others use it */
     &rl_sock_part, /* sock_*, datagram endpoints */
     &rl_fs_part,   /* ringloop.fs: file requests on the ring */
+    &rl_tls_part,  /* the TLS record layer's C methods */
     NULL,
 };
 

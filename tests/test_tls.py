@@ -30,8 +30,10 @@ ONLYKEY = str(CERTDIR / "ssl_key.pem")
 SIGNED_CERTFILE = str(CERTDIR / "keycert3.pem")  # localhost, signed by the CA
 SIGNING_CA = str(CERTDIR / "pycacert.pem")
 
-# 16 MiB for CI time; RINGLOOP_TLS_ECHO_MIB=100 runs the issue's 100 MiB
-PAYLOAD_SIZE = int(os.environ.get("RINGLOOP_TLS_ECHO_MIB", "16")) << 20
+# 16 MiB for CI time; RINGLOOP_TEST_HEAVY=1 runs the issue's 100 MiB
+# (RINGLOOP_TLS_ECHO_MIB=N: any other size)
+_HEAVY = os.environ.get("RINGLOOP_TEST_HEAVY", "") not in ("", "0")
+PAYLOAD_SIZE = int(os.environ.get("RINGLOOP_TLS_ECHO_MIB", "100" if _HEAVY else "16")) << 20
 
 
 def run(loop, coro, timeout=60):
@@ -245,7 +247,7 @@ async def _tcp_connect(loop, factory, addr):
     return await loop.create_connection(factory, *addr, ssl=client_ctx())
 
 
-@pytest.mark.timeout_s(120)
+@pytest.mark.timeout_s(600 if _HEAVY else 120)
 @pytest.mark.parametrize("style", ["protocol", "buffered", "streams"])
 def test_echo_large_payload(loop, style):
     data = payload(PAYLOAD_SIZE)
@@ -279,7 +281,7 @@ def test_echo_large_payload(loop, style):
                 if style == "buffered":
                     assert pr.buffer_calls > 0
 
-    run(loop, main(), timeout=110)
+    run(loop, main(), timeout=590 if _HEAVY else 110)
 
 
 def test_echo_unix(loop, tmp_path):
@@ -769,6 +771,8 @@ def test_plain_write_from_resume_writing_after_close(loop):
     close(); when the buffer drains, resume_writing() runs first (asyncio's
     _write_send order) and what it writes is sent before the connection
     is closed."""
+    # more than the loopback socket buffers can hold (tcp_wmem/tcp_rmem
+    # maxima: 4 + 6 MiB by default, 4 + 32 MiB seen on this machine)
     data = payload(4 << 20, seed=11)
 
     class Writer(asyncio.Protocol):
@@ -911,52 +915,7 @@ async def _stream_echo_handler(reader, writer):
 # No leaks over many connections
 
 
-def _count(types):
-    gc.collect()
-    return sum(1 for o in gc.get_objects() if type(o) in types)
-
-
-@pytest.mark.timeout_s(180)
-def test_no_leak_over_connect_close_cycles(loop):
-    """1,000 TLS connect/handshake/echo/close cycles, then 200 aborted right
-    after the handshake: no transport, SSLProtocol, SSLObject or fd left."""
-    from asyncio import sslproto
-
-    types = {sslproto.SSLProtocol, sslproto._SSLProtocolTransport, ssl.SSLObject}
-    if is_ringloop():
-        import ringloop._core as core
-
-        types.add(core.StreamTransport)
-
-    async def cycles(n, abrupt):
-        srv, addr = await tls_echo_server(loop)
-        ctx = client_ctx()
-        async with srv:
-            for _ in range(n):
-                tr, pr = await loop.create_connection(lambda: Recorder(loop), *addr, ssl=ctx)
-                if abrupt:
-                    tr.abort()
-                else:
-                    tr.write(b"ping")
-                    await until(lambda: bytes(pr.data) == b"ping")
-                    tr.close()
-                await pr.lost
-            # let the server side see every end
-            for _ in range(20):
-                await asyncio.sleep(0)
-            await asyncio.sleep(0.05)
-
-    async def main():
-        await cycles(5, False)  # warm-up: lazily created module state
-        fds = len(os.listdir("/proc/self/fd"))
-        base = _count(types)
-        await cycles(1000, False)
-        await cycles(200, True)
-        await asyncio.sleep(0.1)
-        assert _count(types) == base
-        assert len(os.listdir("/proc/self/fd")) == fds
-
-    run(loop, main(), timeout=170)
+# (connect/handshake/close cycles: test_tls_extra.test_cycles_leave_nothing_behind)
 
 
 @pytest.mark.timeout_s(240)

@@ -17,6 +17,7 @@ is_reading, get_extra_info, write, close, and _force_close(exc) (asyncio's
 private _SelectorTransport method SSLProtocol calls on timeouts and fatal
 errors; connection_lost() then gets exc)."""
 import functools
+import os
 
 from asyncio import constants, sslproto
 
@@ -26,6 +27,43 @@ except ImportError:  # pragma: no cover
     ssl = None
 
 from . import _core
+
+class SSLProtocol(sslproto.SSLProtocol):
+    """asyncio's SSLProtocol with its application-data methods in C
+    (src/tls/tls.c): get_buffer, buffer_updated, _do_read, _write_appdata,
+    _do_write and _process_outgoing do what the stock methods do, on the
+    same attributes; handshake, shutdown, timeouts and errors are stock.
+    RINGLOOP_TLS_PYTHON=1 runs the stock class instead (for comparison)."""
+
+    __slots__ = ()
+
+    def _get_app_transport(self):
+        # stock, with the transport class below
+        if self._app_transport is None:
+            if self._app_transport_created:
+                raise RuntimeError('Creating _SSLProtocolTransport twice')
+            self._app_transport = _SSLProtocolTransport(self._loop, self)
+            self._app_transport_created = True
+        return self._app_transport
+
+
+class _SSLProtocolTransport(sslproto._SSLProtocolTransport):
+    """asyncio's TLS transport with write() in C."""
+
+    __slots__ = ()
+
+
+if ssl is not None:
+    for _name, _meth in _core._tls_accel(sslproto, ssl, SSLProtocol).items():
+        if _name == "_app_write":
+            _SSLProtocolTransport.write = _meth
+        else:
+            setattr(SSLProtocol, _name, _meth)
+    del _name, _meth
+
+if os.environ.get("RINGLOOP_TLS_PYTHON", "") not in ("", "0"):
+    SSLProtocol = sslproto.SSLProtocol  # noqa: F811
+
 
 # base_events.start_tls() accepts a transport that says it can be wrapped;
 # ours can (set here, where TLS is wired, rather than in stream.c).
@@ -81,7 +119,7 @@ class _TLSAcceptFactory:
         loop = self.loop
         protocol = self.protocol_factory()
         waiter = loop.create_future()
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             loop, protocol, self.sslcontext, waiter, True, None,
             ssl_handshake_timeout=self.handshake_timeout,
             ssl_shutdown_timeout=self.shutdown_timeout,
@@ -104,7 +142,7 @@ class TLSMixin:
         """The TLS transport over a connected socket: SSLProtocol (which
         checks the timeouts and makes the SSLObject) as the protocol of a
         native transport; returns the application's transport."""
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
@@ -133,7 +171,7 @@ class TLSMixin:
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
 
         waiter = self.create_future()
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
