@@ -301,6 +301,10 @@ struct RlLoop {
     char closed;
     char stopping;
     char debug;
+    /* loop.time was replaced on the instance (mock.patch.object(loop,
+     * "time")) or overridden by a subclass: the scheduler then reads the
+     * clock through it, as asyncio's _run_once and call_later do. */
+    char time_patched;
 };
 
 /* ---------------------------------------------------------------------- */

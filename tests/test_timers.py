@@ -228,3 +228,55 @@ def test_timeout_with_idle_loop_does_not_spin(loop):
     loop.run_forever()
     cpu = time.process_time() - t0
     assert cpu < 0.1, f"loop burned {cpu:.3f}s of CPU while idle"
+
+
+def test_patched_loop_time_drives_timers(loop):
+    # asyncio's _run_once and call_later read self.time(): a test that
+    # patches loop.time (aiohttp's keep-alive test does) controls when
+    # timers are due.  A far-future timer becomes due when the patched
+    # clock says so, and call_later counts from the patched clock.
+    from unittest import mock
+
+    fired = []
+    now = loop.time()
+    with mock.patch.object(loop, "time") as fake:
+        fake.return_value = now
+        h = loop.call_at(now + 3600, fired.append, "far")
+        later = loop.call_later(10, fired.append, "later")
+        assert later.when() == now + 10
+        run_briefly(loop)
+        assert fired == []
+        fake.return_value = now + 3600
+        run_briefly(loop)
+        assert fired == ["later", "far"]
+        assert not h.cancelled()
+    # unpatched again: the real clock
+    assert abs(loop.time() - time.monotonic()) < 60
+    loop.call_later(0, fired.append, "real")
+    run_briefly(loop)
+    assert fired[-1] == "real"
+
+
+def test_subclass_time_override_drives_timers():
+    # A loop class whose time() is its own (asyncio's test loops do this)
+    # schedules with it.
+    import ringloop
+
+    base = asyncio.SelectorEventLoop if not is_ringloop() else ringloop.Loop
+    offset = [0.0]
+
+    class Shifted(base):
+        def time(self):
+            return super().time() + offset[0]
+
+    lp = Shifted()
+    try:
+        fired = []
+        lp.call_later(3600, fired.append, 1)
+        run_briefly(lp)
+        assert fired == []
+        offset[0] = 3601
+        run_briefly(lp)
+        assert fired == [1]
+    finally:
+        lp.close()

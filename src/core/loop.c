@@ -56,6 +56,24 @@ rl_loop_time(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The scheduler's clock: the monotonic clock, or the user's loop.time()
+ * when it was replaced (self->time_patched).  0, or -1 raised. */
+static int
+loop_now(RlLoop *self, double *now)
+{
+    if (RL_LIKELY(!self->time_patched)) {
+        *now = rl_loop_time();
+        return 0;
+    }
+    PyObject *t = PyObject_CallMethod((PyObject *)self, "time", NULL);
+    if (t == NULL) {
+        return -1;
+    }
+    *now = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
 int
 rl_ready_grow(rl_ready *q)
 {
@@ -357,12 +375,20 @@ Loop_call_later(RlLoop *self, PyObject *const *args, Py_ssize_t nargs,
         if (delay == -1.0 && PyErr_Occurred()) {
             return NULL;
         }
-        return schedule_timer(self, rl_loop_time() + delay, NULL, args + 1,
+        double now;
+        if (loop_now(self, &now) < 0) {
+            return NULL;
+        }
+        return schedule_timer(self, now + delay, NULL, args + 1,
                               nargs - 1, context, "call_at");
     }
     /* asyncio's self.time() + delay, whatever delay is (the sum may be
      * another type, or fail as asyncio's does) */
-    PyObject *now = PyFloat_FromDouble(rl_loop_time());
+    double now_d;
+    if (loop_now(self, &now_d) < 0) {
+        return NULL;
+    }
+    PyObject *now = PyFloat_FromDouble(now_d);
     if (now == NULL) {
         return NULL;
     }
@@ -561,7 +587,11 @@ run_once(RlLoop *self)
             return raise_nan_deadline(self);
         }
 #endif
-        double t = top->when - rl_loop_time();
+        double now;
+        if (loop_now(self, &now) < 0) {
+            return -1;
+        }
+        double t = top->when - now;
         if (!(t > 0)) {
             timeout_ns = 0;
         }
@@ -619,7 +649,11 @@ run_once(RlLoop *self)
     /* Timers due now (within the clock's resolution) join the ready
      * queue, after the I/O callbacks of this iteration. */
     if (self->timers.len) {
-        double end = rl_loop_time() + self->clock_resolution;
+        double end;
+        if (loop_now(self, &end) < 0) {
+            return -1;
+        }
+        end += self->clock_resolution;
         while (self->timers.len) {
             const rl_timer *t = rl_timerheap_peek(&self->timers);
             if (!(t->when < end)) {
@@ -1302,6 +1336,26 @@ Loop__close(RlLoop *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* 1 if type(loop).time is not the C Loop.time (a subclass overrides it). */
+static int
+time_overridden_by_type(RlLoop *self)
+{
+    if (self->st == NULL) {
+        return 0; /* __init__ has not run: Loop_init asks again */
+    }
+    PyObject *mine = PyObject_GetAttrString((PyObject *)self->st->LoopType,
+                                            "time");
+    PyObject *theirs = PyObject_GetAttrString((PyObject *)Py_TYPE(self),
+                                              "time");
+    int r = mine != NULL && theirs != NULL && mine != theirs;
+    Py_XDECREF(mine);
+    Py_XDECREF(theirs);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    return r;
+}
+
 /* A loop is "closed" until __init__ succeeds, so that a half-built one is
  * never used, closed twice or warned about. */
 static PyObject *
@@ -1402,6 +1456,7 @@ Loop_init(RlLoop *self, PyObject *args, PyObject *kwds)
             : 1e-9;
     self->slow_callback_duration = 0.1;
     atomic_init(&self->wake_pending, 0);
+    self->time_patched = (char)time_overridden_by_type(self);
     return 0;
 }
 
@@ -1710,7 +1765,24 @@ static PyMemberDef Loop_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+/* Setting or deleting the instance attribute "time" switches the
+ * scheduler to loop.time() (loop_now); anything else is generic. */
+static int
+Loop_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    if (PyObject_GenericSetAttr(self, name, value) < 0) {
+        return -1;
+    }
+    if (PyUnicode_Check(name) &&
+        PyUnicode_CompareWithASCIIString(name, "time") == 0) {
+        RlLoop *lp = (RlLoop *)self;
+        lp->time_patched = value != NULL || time_overridden_by_type(lp);
+    }
+    return 0;
+}
+
 static PyType_Slot Loop_slots[] = {
+    {Py_tp_setattro, Loop_setattro},
     {Py_tp_init, Loop_init},
     {Py_tp_new, Loop_new},
     {Py_tp_dealloc, Loop_dealloc},
