@@ -2262,6 +2262,11 @@ Stream_get_extra_info(RlStream *t, PyObject *args, PyObject *kwds)
         }
     }
     if (!PyUnicode_Check(name)) {
+        /* asyncio looks the name up in a dict: unhashable -> TypeError
+         * (found by tests/test_props.py) */
+        if (PyObject_Hash(name) == -1) {
+            return NULL;
+        }
         return Py_NewRef(dflt);
     }
     PyObject *v = NULL;

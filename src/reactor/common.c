@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -67,4 +69,54 @@ rl_connect_settled_result(int fd)
         return -errno;
     }
     return -soerr;
+}
+
+void
+rl_fault_from_env(rl_fault *f, const char *name)
+{
+    static const struct {
+        const char *name;
+        int err;
+    } names[] = {
+        {"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN}, {"ENOBUFS", ENOBUFS},
+        {"EINTR", EINTR},   {"EBUSY", EBUSY},   {"ENOSPC", ENOSPC},
+    };
+    const char *s = getenv(name);
+    char *end = NULL;
+    unsigned long every;
+
+    f->every = 0;
+    f->count = 0;
+    f->err = -ENOMEM;
+    if (s == NULL || *s == '\0') {
+        return;
+    }
+    every = strtoul(s, &end, 10);
+    if (end == s || every == 0 || every > 1000000000ul) {
+        return;
+    }
+    if (*end == ':') {
+        const char *e = end + 1;
+        char *nend = NULL;
+        long num = strtol(e, &nend, 10);
+        int found = 0;
+        if (nend != e && *nend == '\0' && num > 0 && num < 4096) {
+            f->err = -(int)num;
+            found = 1;
+        }
+        for (size_t i = 0; !found && i < sizeof(names) / sizeof(names[0]);
+             i++) {
+            if (strcmp(e, names[i].name) == 0) {
+                f->err = -names[i].err;
+                found = 1;
+            }
+        }
+        if (!found) {
+            return;
+        }
+    }
+    else if (*end != '\0') {
+        return;
+    }
+    f->every = (unsigned)every;
 }

@@ -114,6 +114,9 @@ typedef struct {
     uint8_t no_pwait2;
     /* Incremented each time rebuild_epoll() replaced epfd (inner use). */
     uint32_t rebuilds;
+    /* Test hook RINGLOOP_TEST_SUBMIT_FAIL (reactor.h); off when inner (the
+     * io_uring reactor applies its own before forwarding). */
+    rl_fault submit_fault;
 } ep_reactor;
 
 /* ------------------------------------------------------------------------
@@ -605,6 +608,7 @@ ep_create_impl(int *err, char *why, size_t whylen, int inner)
         *err = 0;
         return &r->hdr; /* no wake-up eventfd: driven from outside */
     }
+    rl_fault_from_env(&r->submit_fault, "RINGLOOP_TEST_SUBMIT_FAIL");
     r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (r->efd < 0) {
         e = errno;
@@ -744,6 +748,12 @@ ep_submit(rl_reactor *base, rl_op *op)
         int rc = rl_reactor_check_fd(op->fd);
         if (rc < 0) {
             return rc;
+        }
+    }
+    {
+        int frc = rl_fault_hit(&r->submit_fault);
+        if (frc < 0) {
+            return frc;
         }
     }
     op->bprev = op->bnext = NULL;

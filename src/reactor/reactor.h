@@ -368,6 +368,33 @@ rl_reactor *rl_epoll_inner_create(int *err);
 int rl_epoll_inner_sync(rl_reactor *r, rl_epoll_inner_state *st);
 int rl_epoll_inner_harvest(rl_reactor *r);
 
+/* Fault injection for tests (common.c), read at create():
+ * RINGLOOP_TEST_SUBMIT_FAIL="N" or "N:ERRNO" (ERRNO a name such as ENOMEM
+ * or EAGAIN, or a number; default ENOMEM) makes every Nth submit() of an
+ * issuer's op fail at once with -ERRNO, as a submission the kernel could
+ * not take.  Unset or invalid: *every = 0 (off). */
+typedef struct {
+    unsigned every;
+    unsigned count;
+    int err; /* negative errno */
+} rl_fault;
+
+void rl_fault_from_env(rl_fault *f, const char *name);
+
+/* -errno when this call must fail (and counts it), else 0. */
+static inline int
+rl_fault_hit(rl_fault *f)
+{
+    if (__builtin_expect(f->every == 0, 1)) {
+        return 0;
+    }
+    if (++f->count < f->every) {
+        return 0;
+    }
+    f->count = 0;
+    return f->err;
+}
+
 /* Helper both backends share: 0 if fd may be polled as epoll allows, else
  * -EBADF (not an open fd) or -EPERM (regular file or directory). */
 int rl_reactor_check_fd(int fd);

@@ -34,6 +34,16 @@
  *   RINGLOOP_TEST_URING_NOWAIT=1      test: force the -EAGAIN retry path
  *   RINGLOOP_TEST_URING_NO_MULTISHOT=1 test: emulate a kernel without
  *                                     multishot accept / multishot poll
+ *   RINGLOOP_URING_ENTRIES=N          SQ size (default 512; the kernel
+ *                                     rounds up to a power of 2), CQ 4x
+ *   RINGLOOP_URING_CQ_ENTRIES=M       CQ size (>= the SQ's): a tiny SQ/CQ
+ *                                     makes get_sqe() flush a full SQ and
+ *                                     the CQ overflow (NODROP backlog)
+ *   RINGLOOP_TEST_URING_ENTER_EAGAIN=N test: every Nth io_uring_enter that
+ *                                     would submit answers -EAGAIN instead
+ *                                     (the kernel out of request memory)
+ *   RINGLOOP_TEST_SUBMIT_FAIL=N[:E]   test (both backends, common.c): every
+ *                                     Nth submit() fails with -E (ENOMEM)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -131,6 +141,12 @@ typedef struct rl_uring {
     bool single_issuer;
     bool disabled;        /* created R_DISABLED, not enabled yet */
     pthread_t issuer;     /* the thread that enabled it */
+    /* Sizes and fault injection from the environment (see the top). */
+    unsigned sq_entries;  /* 0: the defaults */
+    unsigned cq_entries;
+    unsigned enter_eagain_every; /* RINGLOOP_TEST_URING_ENTER_EAGAIN */
+    unsigned enter_count;
+    rl_fault submit_fault;       /* RINGLOOP_TEST_SUBMIT_FAIL */
     /* RL_OPF_USER_FD polls live in an inner epoll reactor (created on first
      * use) whose epoll fd is watched by one-shot POLLs tagged TAG_EPOLL. */
     rl_reactor *inner;
@@ -232,6 +248,22 @@ enter_ok(rl_uring *u)
     return pthread_equal(u->issuer, pthread_self()) ? 0 : -EEXIST;
 }
 
+/* Test hook RINGLOOP_TEST_URING_ENTER_EAGAIN: -EAGAIN when this attempt
+ * to enter the kernel must fail as if it had no memory for requests
+ * (nothing is submitted: the SQEs stay in the SQ). */
+static int
+enter_fault(rl_uring *u)
+{
+    if (__builtin_expect(u->enter_eagain_every == 0, 1)) {
+        return 0;
+    }
+    if (++u->enter_count < u->enter_eagain_every) {
+        return 0;
+    }
+    u->enter_count = 0;
+    return -EAGAIN;
+}
+
 /* A free SQE.  When the SQ is full, flush it to the kernel (one
  * io_uring_enter, no wait) and retry; fails only on a real error. */
 static struct io_uring_sqe *
@@ -241,6 +273,9 @@ get_sqe(rl_uring *u, int *err)
     int tries = 0;
     while (sqe == NULL) {
         int rc = enter_ok(u);
+        if (rc == 0) {
+            rc = enter_fault(u);
+        }
         if (rc == 0) {
             rc = io_uring_submit(&u->ring);
         }
@@ -594,6 +629,43 @@ env_flag(const char *name)
     return s != NULL && s[0] == '1' && s[1] == '\0';
 }
 
+/* A positive number from the environment, at most max; 0 if unset or
+ * not one. */
+static unsigned
+env_uint(const char *name, unsigned max)
+{
+    const char *s = getenv(name);
+    char *end = NULL;
+    unsigned long v;
+    if (s == NULL || *s == '\0') {
+        return 0;
+    }
+    v = strtoul(s, &end, 10);
+    if (*end != '\0' || v > max) {
+        return 0;
+    }
+    return (unsigned)v;
+}
+
+/* RINGLOOP_URING_ENTRIES / RINGLOOP_URING_CQ_ENTRIES and the test hooks
+ * that count (see the top). */
+static void
+env_sizes(rl_uring *u)
+{
+    u->sq_entries = env_uint("RINGLOOP_URING_ENTRIES", 32768);
+    u->cq_entries = env_uint("RINGLOOP_URING_CQ_ENTRIES", 65536);
+    if (u->cq_entries != 0) {
+        unsigned sq = u->sq_entries != 0 ? u->sq_entries
+                                         : RL_URING_SQ_ENTRIES;
+        if (u->cq_entries < sq) {
+            u->cq_entries = sq; /* the kernel wants CQ >= SQ */
+        }
+    }
+    u->enter_eagain_every =
+        env_uint("RINGLOOP_TEST_URING_ENTER_EAGAIN", 1000000000u);
+    rl_fault_from_env(&u->submit_fault, "RINGLOOP_TEST_SUBMIT_FAIL");
+}
+
 /* Set up the ring, trying setup flags from best to plainest.  Each step
  * falls back only on -EINVAL (flag unknown to this kernel). */
 static int
@@ -619,16 +691,22 @@ setup_ring(rl_uring *u, int fake_err, bool want_defer)
         IORING_SETUP_CQSIZE,
         0,
     };
-    static const unsigned sizes[] = {RL_URING_SQ_ENTRIES,
-                                     RL_URING_SQ_ENTRIES_SMALL};
+    unsigned sizes[] = {RL_URING_SQ_ENTRIES, RL_URING_SQ_ENTRIES_SMALL};
+    size_t nsizes = sizeof(sizes) / sizeof(sizes[0]);
     int rc = -EINVAL;
-    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+    if (u->sq_entries != 0) {
+        sizes[0] = u->sq_entries; /* RINGLOOP_URING_ENTRIES: no fallback */
+        nsizes = 1;
+    }
+    for (size_t s = 0; s < nsizes; s++) {
         for (size_t i = want_defer ? 0 : 1;
              i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
             struct io_uring_params p;
             memset(&p, 0, sizeof(p));
             p.flags = flag_sets[i];
-            p.cq_entries = 4 * sizes[s];
+            p.cq_entries = u->cq_entries != 0 && s == 0
+                               ? u->cq_entries
+                               : 4 * sizes[s];
             if (fake_err != 0) {
                 rc = fake_err;
             }
@@ -731,6 +809,7 @@ uring_create(int *err, char *why, size_t whylen)
                 "nor a number");
         goto error;
     }
+    env_sizes(u);
     rc = setup_ring(u, rc, env_flag("RINGLOOP_URING_DEFER_TASKRUN"));
     if (rc < 0) {
         explain_setup_error(rc, why, whylen);
@@ -1115,6 +1194,10 @@ uring_submit(rl_reactor *r, rl_op *op)
             return rc;
         }
     }
+    rc = rl_fault_hit(&u->submit_fault);
+    if (rc < 0) {
+        return rc;
+    }
     if (op->kind == RL_OP_POLL && (op->flags & RL_OPF_USER_FD)) {
         return submit_user_poll(u, op);
     }
@@ -1196,7 +1279,10 @@ uring_wait(rl_reactor *r, int64_t timeout_ns)
     if (timeout_ns == 0 || io_uring_cq_ready(ring) > 0) {
         /* Do not block.  io_uring_submit() enters only if there is
          * something to submit or completion work pending (TASKRUN flag). */
-        rc = io_uring_submit(ring);
+        rc = enter_fault(u);
+        if (rc == 0) {
+            rc = io_uring_submit(ring);
+        }
         if (rc < 0 && !transient(rc)) {
             return rc;
         }
@@ -1217,7 +1303,10 @@ uring_wait(rl_reactor *r, int64_t timeout_ns)
     }
     /* One io_uring_enter: submit everything, wait for one CQE.  With
      * EXT_ARG and a timeout, liburing 2.3 never enters a second time. */
-    rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+    rc = enter_fault(u);
+    if (rc == 0) {
+        rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+    }
     if (rc == -ETIME) {
         return 0;
     }

@@ -1,0 +1,490 @@
+"""Property tests (issue 13, point 4): hypothesis throws bad arguments at the
+public loop, Future, Task, transport and server methods; each call is made
+on stock asyncio and on ringloop with the same arguments, and must raise the
+same exception type on both (or succeed on both), after which both loops
+must still run.
+
+Examples per test: HYPOTHESIS_PROFILE=ci (default, 25 examples, a few
+seconds per test) or HYPOTHESIS_PROFILE=deep (2,000 examples).
+"""
+import asyncio
+import inspect
+import math
+import os
+import socket
+import warnings
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+import ringloop  # noqa: E402
+
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "deep", max_examples=2000, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# ---------------------------------------------------------------------------
+# strategies of odd values
+
+def _noop(*a):
+    pass
+
+
+async def _acoro():
+    return 1
+
+
+numbers = st.one_of(
+    st.integers(min_value=-(2 ** 70), max_value=2 ** 70),
+    st.sampled_from([0, -1, 1, 2 ** 31, 2 ** 31 - 1, -(2 ** 31), 2 ** 63, 2 ** 64, -(2 ** 63)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -1e308, 5e-324]),
+)
+junk = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=5), st.binary(max_size=5),
+    st.sampled_from([object(), [], {}, (), type, _noop, 1j, Ellipsis, NotImplemented]),
+)
+anything = st.one_of(numbers, junk)
+callbacks = st.one_of(st.just(_noop), st.just(print), anything)
+# (not False/True: fds 0 and 1 are open, and an unpollable one such as
+# /dev/null is a known difference, see README "Reliability")
+fds = st.one_of(
+    st.sampled_from([-1, -2, -(2 ** 31), 2 ** 31, 2 ** 31 - 1, 2 ** 63, 10 ** 6, 65535]),
+    st.integers(min_value=-(2 ** 80), max_value=-1),
+    st.integers(min_value=2 ** 20, max_value=2 ** 80),
+    junk.filter(lambda v: not isinstance(v, bool)), st.floats(),
+)
+datas = st.one_of(st.binary(max_size=64), st.text(max_size=8),
+                  st.builds(bytearray, st.binary(max_size=16)),
+                  st.builds(memoryview, st.binary(max_size=16)),
+                  st.lists(st.binary(max_size=4), max_size=3), anything)
+addrs = st.one_of(
+    st.tuples(st.sampled_from(["127.0.0.1", "", "::1", "0.0.0.0", "256.1.1.1", "x" * 300, "\x00"]),
+              st.one_of(st.integers(min_value=-5, max_value=70000), junk)),
+    st.tuples(anything), st.tuples(anything, anything, anything), anything,
+    st.text(max_size=10),
+)
+exc_values = st.one_of(
+    st.sampled_from([ValueError("x"), ValueError, StopIteration(), StopIteration,
+                     KeyboardInterrupt, asyncio.CancelledError(), BaseException()]),
+    anything)
+
+
+# ---------------------------------------------------------------------------
+# running one call on both loops
+
+class Pair:
+    """An asyncio loop and a ringloop loop, each with a connected stream
+    transport, a datagram transport and a server, made on demand."""
+
+    def __init__(self):
+        self.loops = {"asyncio": asyncio.new_event_loop(),
+                      "ringloop": ringloop.new_event_loop()}
+        self.errors = {k: [] for k in self.loops}
+        for k, lp in self.loops.items():
+            lp.set_exception_handler(lambda _l, ctx, k=k: self.errors[k].append(ctx))
+        self.objs = {}
+
+    def stream(self, k):
+        """A fresh connected (transport, peer socket) on loop k."""
+        lp = self.loops[k]
+        a, b = socket.socketpair()
+        tr, _ = lp.run_until_complete(lp.connect_accepted_socket(asyncio.Protocol, a))
+        self._track(k, tr, b)
+        return tr
+
+    def dgram(self, k):
+        lp = self.loops[k]
+        tr, _ = lp.run_until_complete(lp.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)))
+        self._track(k, tr)
+        return tr
+
+    def server(self, k):
+        lp = self.loops[k]
+        srv = lp.run_until_complete(lp.create_server(asyncio.Protocol, "127.0.0.1", 0))
+        self._track(k, srv)
+        return srv
+
+    def _track(self, k, *objs):
+        self.objs.setdefault(k, []).extend(objs)
+
+    def cleanup(self):
+        for k, objs in self.objs.items():
+            lp = self.loops[k]
+            for o in objs:
+                o.close()
+            lp.run_until_complete(asyncio.sleep(0))
+        self.objs.clear()
+
+    def close(self):
+        self.cleanup()
+        for lp in self.loops.values():
+            lp.run_until_complete(lp.shutdown_default_executor())
+            lp.close()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    p = Pair()
+    yield p
+    p.close()
+
+
+def _settle(lp, r):
+    """Finish what a successful call started, so nothing leaks."""
+    if isinstance(r, (asyncio.Handle, asyncio.TimerHandle)):
+        r.cancel()
+    elif isinstance(r, asyncio.Future) and not r.done():
+        r.cancel()
+        try:
+            lp.run_until_complete(r)
+        except BaseException:
+            pass
+    return r
+
+
+def outcome(pair, k, call):
+    lp = pair.loops[k]
+    asyncio.set_event_loop(lp)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = call(lp, k)
+            if inspect.iscoroutine(r):
+                r = lp.run_until_complete(asyncio.wait_for(r, 2))
+            _settle(lp, r)
+        res = "ok"
+    except (KeyboardInterrupt, SystemExit) as e:
+        res = type(e)
+    except BaseException as e:  # noqa: B902 -- the type is what we compare
+        res = type(e)
+    finally:
+        asyncio.set_event_loop(None)
+    # the loop is still usable
+    assert not lp.is_closed()
+    assert lp.run_until_complete(_acoro()) == 1
+    return res
+
+
+def same(pair, call, early_typeerror_ok=False):
+    """early_typeerror_ok: ringloop raises TypeError at once where asyncio
+    (outside debug mode) accepts the call and fails later -- a documented
+    difference (ARCHITECTURE.md, "Where ringloop differs from asyncio on
+    purpose": call_soon(non_callable), call_at("1", cb))."""
+    try:
+        a = outcome(pair, "asyncio", call)
+        b = outcome(pair, "ringloop", call)
+    finally:
+        pair.cleanup()
+        for v in pair.errors.values():
+            v.clear()
+    if early_typeerror_ok and a == "ok" and b is TypeError:
+        return
+    assert a == b, f"asyncio: {a}, ringloop: {b}"
+
+
+# ---------------------------------------------------------------------------
+# loop methods
+
+@given(delay=anything, cb=callbacks, args=st.lists(anything, max_size=2),
+       meth=st.sampled_from(["call_later", "call_at"]))
+def test_call_later_call_at(pair, delay, cb, args, meth):
+    same(pair, lambda lp, k: getattr(lp, meth)(delay, cb, *args),
+         early_typeerror_ok=not callable(cb) or meth == "call_at")
+
+
+@given(cb=callbacks, ctx=st.one_of(st.none(), anything),
+       meth=st.sampled_from(["call_soon", "call_soon_threadsafe"]))
+def test_call_soon(pair, cb, ctx, meth):
+    same(pair, lambda lp, k: getattr(lp, meth)(cb, context=ctx),
+         early_typeerror_ok=not callable(cb))
+
+
+@given(fd=fds, cb=callbacks,
+       meth=st.sampled_from(["add_reader", "add_writer", "remove_reader", "remove_writer"]))
+def test_readers_writers_bad_fds(pair, fd, cb, meth):
+    def call(lp, k):
+        if meth.startswith("add"):
+            return getattr(lp, meth)(fd, cb)
+        return getattr(lp, meth)(fd)
+    same(pair, call)
+
+
+@given(n=anything, meth=st.sampled_from(["sock_recv", "sock_recv_into", "sock_sendall",
+                                         "sock_recvfrom", "sock_sendto", "sock_connect",
+                                         "sock_accept"]),
+       which=st.sampled_from(["closed", "notsock", "ok"]), arg=anything, addr=addrs)
+def test_sock_methods(pair, n, meth, which, arg, addr):
+    def call(lp, k):
+        if which == "notsock":
+            s = arg
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM
+                              if meth in ("sock_recvfrom", "sock_sendto") else socket.SOCK_STREAM)
+            pair._track(k, s)
+            if which == "closed":
+                s.close()
+            elif which == "ok":
+                s.setblocking(False)
+        if meth == "sock_recv":
+            return lp.sock_recv(s, n)
+        if meth == "sock_recv_into":
+            return lp.sock_recv_into(s, arg)
+        if meth == "sock_sendall":
+            return lp.sock_sendall(s, arg)
+        if meth == "sock_recvfrom":
+            return lp.sock_recvfrom(s, n)
+        if meth == "sock_sendto":
+            return lp.sock_sendto(s, arg, addr)
+        if meth == "sock_connect":
+            return lp.sock_connect(s, addr)
+        return lp.sock_accept(s)
+    if which == "ok" and meth in ("sock_recv", "sock_recvfrom", "sock_accept") \
+            and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        return  # a valid call that would wait for a peer
+    if meth in ("sock_connect", "sock_sendto") and isinstance(addr, (str, bytes)):
+        return  # known difference: a str address on AF_INET (README "Reliability")
+    if which == "closed":
+        # known difference (README "Reliability"): on a closed socket
+        # ringloop raises OSError(EBADF) before checking the other
+        # arguments (asyncio: TypeError/ValueError first, b"" for n=0);
+        # only the exception type for valid arguments is compared
+        if not (isinstance(arg, (bytes, bytearray)) and type(n) is int and n > 0
+                and isinstance(addr, tuple) and len(addr) == 2
+                and addr[0] in ("127.0.0.1",) and type(addr[1]) is int
+                and 0 <= addr[1] <= 65535):
+            return
+    same(pair, call)
+
+
+@given(meth=st.sampled_from(["create_task", "run_in_executor", "set_exception_handler",
+                             "set_debug", "set_default_executor", "set_task_factory",
+                             "run_until_complete"]),
+       arg=anything)
+def test_misc_loop_methods(pair, meth, arg):
+    def call(lp, k):
+        if meth == "run_in_executor":
+            return lp.run_in_executor(arg, _noop)
+        if meth == "run_until_complete":
+            return lp.run_until_complete(arg)
+        try:
+            return getattr(lp, meth)(arg)
+        finally:
+            if meth == "set_exception_handler":
+                lp.set_exception_handler(lambda _l, ctx, k=k: pair.errors[k].append(ctx))
+            elif meth == "set_debug":
+                lp.set_debug(False)
+            elif meth == "set_task_factory":
+                lp.set_task_factory(None)
+    if meth == "set_default_executor" and arg is None:
+        return
+    same(pair, call)
+
+
+# (host: only these -- a non-str host with odd keyword values raises in a
+# different order than asyncio; a known difference, README "Reliability")
+@given(host=st.sampled_from(["127.0.0.1", None, "", "::1"]),
+       # (ports outside 0..65535: a known difference, README "Reliability")
+       port=st.one_of(st.integers(min_value=0, max_value=65535), st.none()),
+       # (flags=None: asyncio accepts it on a numeric host, ringloop raises
+       # TypeError -- a known difference, README "Reliability")
+       kw=st.sampled_from(["family", "backlog", "reuse_port", "ssl_handshake_timeout",
+                           "sock", "local_addr", "happy_eyeballs_delay"]),
+       val=anything, meth=st.sampled_from(["create_server", "create_connection",
+                                           "create_datagram_endpoint"]))
+def test_create_methods(pair, host, port, kw, val, meth):
+    if meth == "create_connection" and kw == "backlog":
+        kw = "local_addr"
+    if meth == "create_server" and kw in ("local_addr", "happy_eyeballs_delay"):
+        kw = "sock"
+    if meth == "create_datagram_endpoint":
+        kw = {"backlog": "reuse_port", "ssl_handshake_timeout": "allow_broadcast",
+              "happy_eyeballs_delay": "remote_addr"}.get(kw, kw)
+
+    def call(lp, k):
+        async def go():
+            if meth == "create_datagram_endpoint":
+                r = await lp.create_datagram_endpoint(
+                    asyncio.DatagramProtocol, **{kw: val})
+            else:
+                r = await getattr(lp, meth)(asyncio.Protocol, host, port, **{kw: val})
+            if isinstance(r, tuple):
+                r[0].close()
+            else:
+                r.close()
+                await r.wait_closed()
+            await asyncio.sleep(0)
+            return None
+        return go()
+    if isinstance(host, (str, bytes)) and ("\x00" in host if isinstance(host, str) else b"\x00" in host):
+        return  # known difference: asyncio ValueError, ringloop gaierror
+    if isinstance(host, str) and host not in ("127.0.0.1", "::1", "") and meth != "create_datagram_endpoint":
+        return  # a name would be resolved: slow and machine-dependent
+    same(pair, call)
+
+
+# ---------------------------------------------------------------------------
+# Future and Task
+
+@given(meth=st.sampled_from(["set_result", "set_exception", "add_done_callback",
+                             "remove_done_callback", "cancel", "result", "exception",
+                             "get_loop", "done", "cancelled"]),
+       arg=exc_values, state=st.sampled_from(["pending", "done", "cancelled", "failed"]),
+       twice=st.booleans())
+def test_future_methods(pair, meth, arg, state, twice):
+    def call(lp, k):
+        f = lp.create_future()
+        if state == "done":
+            f.set_result(1)
+        elif state == "cancelled":
+            f.cancel()
+        elif state == "failed":
+            f.set_exception(ValueError())
+        for _ in range(2 if twice else 1):
+            if meth in ("set_result", "remove_done_callback", "add_done_callback"):
+                getattr(f, meth)(arg)
+            elif meth == "set_exception":
+                f.set_exception(arg)
+            elif meth == "cancel":
+                f.cancel(msg=arg)
+            else:
+                getattr(f, meth)()
+        if f.done() and not f.cancelled() and f.exception() is not None:
+            f.exception()  # retrieved: no "never retrieved" log
+        return None
+    same(pair, call)
+
+
+@given(meth=st.sampled_from(["cancel", "set_name", "add_done_callback", "uncancel",
+                             "cancelling", "get_coro", "get_stack", "print_stack",
+                             "set_result", "set_exception", "result"]),
+       arg=anything, run=st.booleans())
+def test_task_methods(pair, meth, arg, run):
+    def call(lp, k):
+        t = lp.create_task(_acoro())
+        if run:
+            lp.run_until_complete(asyncio.sleep(0))
+        try:
+            if meth == "cancel":
+                t.cancel(msg=arg)
+            elif meth in ("set_name", "add_done_callback", "set_result", "set_exception"):
+                getattr(t, meth)(arg)
+            elif meth == "get_stack":
+                t.get_stack(limit=arg)
+            elif meth == "print_stack":
+                import io
+                t.print_stack(limit=arg, file=io.StringIO())
+            else:
+                getattr(t, meth)()
+        finally:
+            try:
+                lp.run_until_complete(t)
+            except BaseException:
+                pass
+        return None
+    same(pair, call)
+
+
+# ---------------------------------------------------------------------------
+# transports and servers
+
+@given(meth=st.sampled_from(["write", "writelines", "set_write_buffer_limits", "get_extra_info",
+                             "pause_reading", "resume_reading", "write_eof", "abort", "close",
+                             "set_protocol", "is_reading"]),
+       a=datas, b=anything, closed=st.booleans(), twice=st.booleans())
+def test_stream_transport_methods(pair, meth, a, b, closed, twice):
+    def call(lp, k):
+        tr = pair.stream(k)
+        if closed:
+            tr.close()
+        for _ in range(2 if twice else 1):
+            if meth in ("write", "writelines", "set_protocol"):
+                getattr(tr, meth)(a)
+            elif meth == "set_write_buffer_limits":
+                tr.set_write_buffer_limits(a if not isinstance(a, (bytes, str)) else None, b)
+            elif meth == "get_extra_info":
+                tr.get_extra_info(a, b)
+            else:
+                getattr(tr, meth)()
+        lp.run_until_complete(asyncio.sleep(0))
+        return None
+    if meth == "set_protocol" and not isinstance(a, asyncio.BaseProtocol):
+        return  # asyncio accepts anything there; nothing to compare
+    if meth == "set_write_buffer_limits" and any(
+            isinstance(v, float) and not (abs(v) < 2.0 ** 62) for v in (a, b)):
+        return  # known difference: asyncio stores a huge float, ringloop OverflowError
+    same(pair, call)
+
+
+@given(meth=st.sampled_from(["sendto", "get_extra_info", "abort", "close",
+                             "get_write_buffer_size", "set_protocol"]),
+       data=datas, addr=st.one_of(st.none(), addrs), closed=st.booleans())
+def test_datagram_transport_methods(pair, meth, data, addr, closed):
+    def call(lp, k):
+        tr = pair.dgram(k)
+        if closed:
+            tr.close()
+        if meth == "sendto":
+            tr.sendto(data, addr)
+        elif meth == "get_extra_info":
+            tr.get_extra_info(data, addr)
+        elif meth == "set_protocol":
+            tr.set_protocol(data)
+        else:
+            getattr(tr, meth)()
+        lp.run_until_complete(asyncio.sleep(0.001))
+        return None
+    if meth == "set_protocol":
+        return
+    if meth == "sendto" and isinstance(addr, tuple) and addr and isinstance(addr[0], str) \
+            and addr[0] not in ("127.0.0.1", "", "0.0.0.0", "::1"):
+        return  # hostname resolution (slow, machine-dependent)
+    same(pair, call)
+
+
+@given(seq=st.lists(st.sampled_from(["close", "start_serving", "wait_closed", "is_serving",
+                                     "get_loop", "sockets", "close_clients", "abort_clients"]),
+                    min_size=1, max_size=5))
+def test_server_method_sequences(pair, seq):
+    # close_clients/abort_clients: 3.13's API, which ringloop has on every
+    # version
+    seq = [m for m in seq if m == "sockets" or hasattr(asyncio.Server, m)] or ["close"]
+    if "wait_closed" in seq and ("close" not in seq or seq.index("close") > seq.index("wait_closed")):
+        seq = ["close"] + seq  # else it waits for ever, on both
+
+    def call(lp, k):
+        srv = pair.server(k)
+
+        async def go():
+            for m in seq:
+                if m == "sockets":
+                    srv.sockets
+                elif m in ("start_serving", "wait_closed"):
+                    await asyncio.wait_for(getattr(srv, m)(), 2)
+                else:
+                    getattr(srv, m)()
+        return go()
+    same(pair, call)
+
+
+# ---------------------------------------------------------------------------
+# regression tests for what the properties found
+
+@pytest.mark.parametrize("name", [bytearray(b""), [], {}])
+def test_stream_get_extra_info_unhashable_name_is_typeerror(pair, name):
+    """Found by test_stream_transport_methods: asyncio looks the name up in a
+    dict (TypeError for an unhashable one); ringloop returned the default."""
+    for k in ("asyncio", "ringloop"):
+        tr = pair.stream(k)
+        with pytest.raises(TypeError):
+            tr.get_extra_info(name)
+        assert tr.get_extra_info(("not", "there"), 5) == 5
+    pair.cleanup()
