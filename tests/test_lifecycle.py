@@ -1,6 +1,7 @@
 """run_forever / run_until_complete / stop / close, Runner, policy, run()."""
 import asyncio
 import gc
+import os
 import sys
 import threading
 import warnings
@@ -525,3 +526,40 @@ def test_loop_never_initialized_is_safe_to_use_and_collect():
         b.close()
     del lp
     gc.collect()
+
+
+def test_runner_close_on_a_closed_loop_warns_under_asyncios_name():
+    # Runner.close() on a loop the user already closed leaves the
+    # shutdown_asyncgens() coroutine unawaited; libraries silence that
+    # RuntimeWarning with a filter naming asyncio's coroutine
+    # (pytest-asyncio: ".*BaseEventLoop.shutdown_asyncgens.*").  The same
+    # filter must silence ringloop's, so it is asyncio's own coroutine.
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import asyncio, gc, sys, warnings
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(ringloop.__file__))!r})
+        import ringloop
+        warnings.simplefilter("error")
+        warnings.filterwarnings(
+            "ignore", ".*BaseEventLoop.shutdown_asyncgens.*", RuntimeWarning)
+        factory = (ringloop.new_event_loop if sys.argv[1] == "ringloop"
+                   else asyncio.new_event_loop)
+        r = asyncio.Runner(loop_factory=factory) if hasattr(asyncio, "Runner") else None
+        loop = r.get_loop()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        try:
+            r.close()
+        except RuntimeError as e:
+            print("closed:", e)
+        gc.collect()
+        print("ok")
+    """)
+    which = "ringloop" if is_ringloop() else "asyncio"
+    p = subprocess.run([sys.executable, "-W", "error", "-c", code, which],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "never awaited" not in p.stderr, p.stderr
+    assert p.stdout.strip().endswith("ok"), p.stdout

@@ -377,24 +377,12 @@ class Loop(_core.Loop, SockMixin, NetworkMixin, DatagramMixin, DnsMixin, ProcMix
             )
         self._asyncgens.add(agen)
 
-    async def shutdown_asyncgens(self):
-        """Close every async generator still alive."""
-        self._asyncgens_shutdown_called = True
-        if not len(self._asyncgens):
-            return
-        closing = list(self._asyncgens)
-        self._asyncgens.clear()
-        results = await tasks.gather(*[ag.aclose() for ag in closing], return_exceptions=True)
-        for result, agen in zip(results, closing):
-            if isinstance(result, Exception):
-                self.call_exception_handler(
-                    {
-                        "message": f"an error occurred during closing of "
-                        f"asynchronous generator {agen!r}",
-                        "exception": result,
-                        "asyncgen": agen,
-                    }
-                )
+    # asyncio's own coroutine, by reference (it only uses _asyncgens,
+    # _asyncgens_shutdown_called and call_exception_handler, which this class
+    # keeps as asyncio does): the same code and the same name, so warnings
+    # filters written for asyncio's ("...BaseEventLoop.shutdown_asyncgens...",
+    # pytest-asyncio has one) match ringloop's too.
+    shutdown_asyncgens = _base_events.BaseEventLoop.shutdown_asyncgens
 
     # -- signals ------------------------------------------------------------
 
