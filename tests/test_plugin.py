@@ -177,3 +177,30 @@ def test_bad_ini_backend(tmp_path):
     proc = run_suite(tmp_path, "ringloop", ini="ringloop = true\nringloop_backend = kqueue\n")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "ringloop_backend must be one of auto, io_uring, epoll, not 'kqueue'" in proc.stderr
+
+
+def test_ringloop_imported_before_pytest_gives_no_rewrite_warning(tmp_path):
+    # The pytest11 entry point makes pytest mark the whole ringloop package
+    # for assertion rewriting; a program that imported ringloop before
+    # pytest started (sitecustomize, a runner script) then got
+    # "PytestAssertRewriteWarning: Module already imported so cannot be
+    # rewritten: ringloop", fatal under -W error (the library gate's suites
+    # all failed at start-up this way).
+    import subprocess
+    import sys
+
+    import ringloop
+
+    (tmp_path / "test_x.py").write_text("def test_x():\n    assert 1 + 1 == 2\n")
+    root = os.path.dirname(os.path.dirname(ringloop.__file__))
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "import ringloop, ringloop._pytest_plugin, pytest\n"
+        "sys.exit(pytest.main(['-q', '-W', 'error', '-p', 'no:cacheprovider',\n"
+        "                      '-p', 'ringloop._pytest_plugin', %r]))\n"
+    ) % (root, str(tmp_path / "test_x.py"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert "PytestAssertRewriteWarning" not in out, out

@@ -9,7 +9,12 @@
 
 The reactor is io_uring when the kernel allows it, else epoll; choose with
 new_event_loop(backend=...), run(..., backend=...), EventLoopPolicy(backend=...),
-python -m ringloop --backend ..., or RINGLOOP_BACKEND=io_uring|epoll|auto."""
+python -m ringloop --backend ..., or RINGLOOP_BACKEND=io_uring|epoll|auto.
+
+PYTEST_DONT_REWRITE: the package ships a pytest11 plugin, so pytest marks it
+for assertion rewriting, and warns (an error under -W error) when it was
+imported before pytest started, e.g. from sitecustomize; it has no test
+assertions to rewrite."""
 import asyncio as _asyncio
 import os as _os
 

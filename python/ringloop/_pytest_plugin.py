@@ -8,7 +8,12 @@ When active it sets ringloop.EventLoopPolicy as asyncio's policy for the
 session, so every loop asyncio makes is a ringloop loop: pytest-asyncio's
 (it takes the current policy unless a suite overrides its event_loop_policy
 fixture), anyio's asyncio backend, unittest.IsolatedAsyncioTestCase, and
-asyncio.run() in a test.  The old policy comes back at the session's end."""
+asyncio.run() in a test.  The old policy comes back at the session's end.
+
+PYTEST_DONT_REWRITE: the package ships a pytest11 plugin, so pytest marks it
+for assertion rewriting, and warns (an error under -W error) when it was
+imported before pytest started, e.g. from sitecustomize; it has no test
+assertions to rewrite."""
 import asyncio
 
 _BACKENDS = ("auto", "io_uring", "epoll")
