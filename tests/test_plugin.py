@@ -199,8 +199,11 @@ def test_ringloop_imported_before_pytest_gives_no_rewrite_warning(tmp_path):
         "sys.exit(pytest.main(['-q', '-W', 'error', '-p', 'no:cacheprovider',\n"
         "                      '-p', 'ringloop._pytest_plugin', %r]))\n"
     ) % (root, str(tmp_path / "test_x.py"))
+    # With ringloop installed, its pytest11 entry point would register the
+    # plugin a second time next to the -p below; autoload off keeps the one.
+    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120, cwd=tmp_path)
+                       timeout=120, cwd=tmp_path, env=env)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
     assert "PytestAssertRewriteWarning" not in out, out

@@ -137,9 +137,8 @@ class NetworkMixin(TLSMixin):
 
     # -- resolution ---------------------------------------------------------
 
-    async def _ensure_resolved(self, address, *, family=0, type=_socket.SOCK_STREAM, proto=0, flags=0):
-        host, port = address[:2]
-        return await self.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
+    # _ensure_resolved is DnsMixin's (asyncio's rules: numeric addresses
+    # without a lookup, extra tuple items passed on and checked).
 
     async def _create_server_getaddrinfo(self, host, port, family, flags):
         infos = await self._ensure_resolved(
