@@ -9,7 +9,11 @@ RUNS more times while the interpreter's total reference count
 (sys.getallocatedblocks()) and the process's open file descriptors are
 read before and after each run.  A test leaks when every measured run grew
 the references, or every measured run grew the blocks, or any measured run
-changed the fds (the rules CPython's regrtest -R applies).  A leaking test
+changed the fds (the rules CPython's regrtest -R applies).  An
+over-release shows the other way: a test after which None's, True's or
+False's own reference count fell in every measured run releases a
+reference it never took (on 3.11 these are not immortal, and the count
+reaching zero aborts the interpreter in none_dealloc).  A leaking test
 is reported as a failure naming it and its per-run deltas; the exit status
 is pytest's.
 
@@ -39,11 +43,22 @@ def _settle():
     sys._clear_type_cache()
 
 
-def _leaks(deltas):
+_SINGLETONS = (("None", None), ("True", True), ("False", False))
+
+
+def _singleton_refs():
+    return [sys.getrefcount(obj) for _, obj in _SINGLETONS]
+
+
+def _leaks(deltas, single_deltas=()):
     refs = [d[0] for d in deltas]
     blocks = [d[1] for d in deltas]
     fds = [d[2] for d in deltas]
     found = []
+    for k, (name, _) in enumerate(_SINGLETONS):
+        ds = [d[k] for d in single_deltas]
+        if ds and all(d <= -1 for d in ds):
+            found.append(f"{name} over-released {ds}")
     if all(r >= 1 for r in refs):
         found.append(f"references {refs}")
     if all(b >= 1 for b in blocks):
@@ -70,10 +85,12 @@ class RefleakPlugin:
         refs = array.array("q", [0]) * (n + 1)
         blocks = array.array("q", [0]) * (n + 1)
         fds = array.array("q", [0]) * (n + 1)
+        single = array.array("q", [0]) * (3 * (n + 1))
         reports = []
         done = 0
         _settle()
         refs[0], blocks[0], fds[0] = sys.gettotalrefcount(), sys.getallocatedblocks(), _fds()
+        single[0:3] = array.array("q", _singleton_refs())
         while done < n:
             reports = runtestprotocol(item, nextitem=None, log=False)
             if any(r.failed or r.skipped for r in reports):
@@ -86,12 +103,15 @@ class RefleakPlugin:
             _settle()
             refs[done], blocks[done], fds[done] = (
                 sys.gettotalrefcount(), sys.getallocatedblocks(), _fds())
+            single[3 * done:3 * done + 3] = array.array("q", _singleton_refs())
         deltas = [(refs[i] - refs[i - 1], blocks[i] - blocks[i - 1], fds[i] - fds[i - 1])
                   for i in range(self.warmup + 1, done + 1)]
+        single_deltas = [tuple(single[3 * i + k] - single[3 * (i - 1) + k] for k in range(3))
+                         for i in range(self.warmup + 1, done + 1)]
         if not reports:
             # Passed every run: one last run whose reports are shown.
             reports = runtestprotocol(item, nextitem=None, log=False)
-            found = _leaks(deltas) if len(deltas) == self.runs else []
+            found = _leaks(deltas, single_deltas) if len(deltas) == self.runs else []
             if found and all(r.passed for r in reports):
                 self.leakers.append((item.nodeid, found))
                 for r in reports:

@@ -586,6 +586,39 @@ def test_loop_closed_with_request_in_flight():
         os.close(w)
 
 
+def test_loop_closed_with_request_in_flight_frees_task_and_loop():
+    # The request (a capsule, opaque to the GC) held the future after the
+    # loop closed: task -> frame -> request -> future -> task could never
+    # be collected, and kept the loop alive (found by the refleak pass).
+    import gc
+    import weakref
+    from conftest import new_loop
+    from ringloop import _fs
+    lp = new_loop()
+    r, w = os.pipe()
+    try:
+        if not _fs.native(lp):
+            pytest.skip("io_uring requests only")
+
+        async def main():
+            t = asyncio.ensure_future(_fs.preadinto(lp, r, bytearray(8), -1))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            return t
+
+        t = lp.run_until_complete(main())
+        lp.close()
+        wt, wl = weakref.ref(t), weakref.ref(lp)
+        t._log_destroy_pending = False
+        del t, lp
+        gc.collect()
+        assert wt() is None
+        assert wl() is None
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_native_open_unclaimed_after_cancel_is_closed(loop, where):
     from ringloop import _fs
     if not _fs.native(loop):

@@ -198,7 +198,11 @@ fs_cb(rl_op *op, int32_t res, uint32_t flags)
 
 /* The loop closed; the reactor made the op IDLE: no completion will come
  * and the kernel is done with the buffers.  Let go of the caller's buffer
- * now (its future stays pending, as a sock_* call's). */
+ * now (its future stays pending, as a sock_* call's), and of the futures:
+ * fs_ready() will never run, and the capsule, which the GC does not see
+ * into, would keep a pending task -> its frame -> this request -> the
+ * future -> the task cycle (and the loop) alive for good.  The awaiting
+ * task still holds the futures, so no dealloc runs here. */
 static void
 fs_forget(rl_netop *n)
 {
@@ -207,6 +211,8 @@ fs_forget(rl_netop *n)
         PyBuffer_Release(&r->view);
         r->has_view = 0;
     }
+    Py_CLEAR(r->fut);
+    Py_CLEAR(r->waiter);
 }
 
 static int
