@@ -17,7 +17,8 @@ import asyncio
 import os
 
 # src/fs/fs.c kinds
-_OPEN, _READ, _READINTO, _WRITE, _STATX, _RENAME, _UNLINK, _MKDIR, _FSYNC, _CLOSE = range(1, 11)
+(_OPEN, _READ, _READINTO, _WRITE, _STATX, _RENAME, _UNLINK, _MKDIR, _FSYNC, _CLOSE,
+ _SPLICE) = range(1, 12)
 _AT_FDCWD = -100
 _AT_EMPTY_PATH = 0x1000
 _AT_SYMLINK_NOFOLLOW = 0x100
@@ -142,6 +143,15 @@ async def pwrite(loop, fd, data, offset, on_late=None):
     if offset < 0:
         return await _thread(loop, os.write, (fd, data), on_late)
     return await _thread(loop, os.pwrite, (fd, data, offset), on_late)
+
+
+async def splice(loop, fd_in, off_in, fd_out, off_out, size, on_late=None):
+    """One splice(2) of at most size bytes (io_uring only): one of the fds
+    is a pipe, whose offset is -1; -1 on a file means its position."""
+    res = await _native(loop, _SPLICE, fd_in, fd_out, off_out, size, off_in, on_late)
+    if res < 0:
+        raise _err(res)
+    return res
 
 
 async def close_fd(loop, fd):

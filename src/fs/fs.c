@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -65,6 +66,8 @@ enum {
     FS_MKDIR,    /* a: path, i1: mode */
     FS_FSYNC,    /* i1: 1 = fdatasync */
     FS_CLOSE,
+    FS_SPLICE,   /* fd: in, a: out fd, b: out offset, i1: len, i2: in
+                  * offset (-1: none, a pipe) -> int */
 };
 
 static void
@@ -292,6 +295,9 @@ Loop__fs(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
     case FS_CLOSE:
         ok = RL_OP_CLOSE;
         break;
+    case FS_SPLICE:
+        ok = RL_OP_SPLICE;
+        break;
     default:
         PyErr_SetString(PyExc_ValueError, "bad fs op kind");
         goto done;
@@ -373,6 +379,28 @@ Loop__fs(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
     case FS_FSYNC:
         r->n.op.u.file.flags = i1 ? 1 : 0;
         break;
+    case FS_SPLICE: {
+        long fd_out = PyLong_AsLong(a);
+        long long off_out = PyLong_AsLongLong(b);
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        if (fd_out < 0 || fd_out > INT_MAX) {
+            PyErr_SetString(PyExc_ValueError, "bad file descriptor");
+            goto done;
+        }
+        if (i1 < 0) {
+            PyErr_SetString(PyExc_ValueError, "negative size");
+            goto done;
+        }
+        r->n.op.u.file.fd2 = (int)fd_out;
+        r->n.op.u.file.off = i2 < 0 ? (uint64_t)-1 : (uint64_t)i2;
+        r->n.op.u.file.off2 = off_out < 0 ? (uint64_t)-1 : (uint64_t)off_out;
+        r->n.op.u.file.len = i1 > (long long)RL_FS_MAX_LEN ? RL_FS_MAX_LEN
+                                                           : (uint32_t)i1;
+        r->n.op.u.file.flags = 0;
+        break;
+    }
     default:
         break;
     }

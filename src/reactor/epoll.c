@@ -740,6 +740,7 @@ ep_submit(rl_reactor *base, rl_op *op)
     case RL_OP_MKDIRAT:
     case RL_OP_FSYNC:
     case RL_OP_CLOSE:
+    case RL_OP_SPLICE:
         return -EOPNOTSUPP;
     default:
         return -EINVAL;

@@ -84,7 +84,10 @@ typedef enum {
      *   UNLINKAT  unlinkat(fd, path, flags)
      *   MKDIRAT   mkdirat(fd, path, mode)
      *   FSYNC     fsync (flags 0) / fdatasync (flags 1)
-     *   CLOSE     close(fd) */
+     *   CLOSE     close(fd)
+     *   SPLICE    splice(fd, off, fd2, off2, len, flags): one end must be
+     *             a pipe; an offset of (uint64_t)-1 on the file side means
+     *             its position, and must be -1 on the pipe side */
     RL_OP_FILE_READ,
     RL_OP_FILE_WRITE,
     RL_OP_OPENAT,
@@ -94,6 +97,7 @@ typedef enum {
     RL_OP_MKDIRAT,
     RL_OP_FSYNC,
     RL_OP_CLOSE,
+    RL_OP_SPLICE,
     RL_OP__COUNT
 } rl_op_kind;
 
@@ -171,11 +175,12 @@ struct rl_op {
         struct {
             void *buf;       /* FILE_READ/WRITE: data; others: the path */
             void *buf2;      /* RENAMEAT: new path; STATX: struct statx */
-            uint64_t off;    /* FILE_READ/WRITE */
+            uint64_t off;    /* FILE_READ/WRITE; SPLICE: fd's offset */
+            uint64_t off2;   /* SPLICE: fd2's offset */
             uint32_t len;    /* FILE_READ/WRITE: bytes; OPENAT/MKDIRAT:
                               * mode; STATX: mask */
             int flags;       /* OPENAT, STATX, RENAMEAT, UNLINKAT, FSYNC */
-            int fd2;         /* RENAMEAT: new dirfd */
+            int fd2;         /* RENAMEAT: new dirfd; SPLICE: out fd */
         } file;
     } u;
     /* --- backend private ----------------------------------------------

@@ -425,6 +425,11 @@ queue_op(rl_uring *u, rl_op *op)
     case RL_OP_CLOSE:
         io_uring_prep_close(sqe, op->fd);
         break;
+    case RL_OP_SPLICE:
+        io_uring_prep_splice(sqe, op->fd, (int64_t)op->u.file.off,
+                             op->u.file.fd2, (int64_t)op->u.file.off2,
+                             op->u.file.len, (unsigned)op->u.file.flags);
+        break;
     default:
         /* submit() validated the kind before taking the SQE. */
         io_uring_prep_nop(sqe);
