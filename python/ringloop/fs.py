@@ -21,6 +21,18 @@ import stat as _stat_mod
 
 from . import _fs
 
+
+def _pack_cookie(pos, flags=0, nfeed=0, need_eof=False, skip=0):
+    # the C TextIOWrapper's layout (a packed little-endian struct: 64-bit
+    # offset, then 32-bit flags, bytes to feed, chars to skip, 8-bit eof)
+    return pos | (flags << 64) | (nfeed << 96) | (skip << 128) | (bool(need_eof) << 160)
+
+
+def _unpack_cookie(cookie):
+    m = (1 << 32) - 1
+    return (cookie & ((1 << 64) - 1), (cookie >> 64) & m, (cookie >> 96) & m,
+            (cookie >> 160) & 0xff, (cookie >> 128) & m)
+
 __all__ = [
     "open", "AsyncFile", "AsyncTextFile", "read_bytes", "read_text", "write_bytes",
     "write_text", "stat", "rename", "unlink", "mkdir", "rmdir", "fsync", "fdatasync",
@@ -300,8 +312,9 @@ class AsyncFile:
         if size == 0:
             return b""
         if not self._rbuf:
-            data = await self._raw_read(max(size, self._bufsize))
-            self._rbuf = data
+            # as BufferedReader: nothing buffered, one raw read of size
+            # bytes, returned as is (nothing kept back)
+            return await self._raw_read(size)
         data, self._rbuf = self._rbuf[:size], self._rbuf[size:]
         return data
 
@@ -605,6 +618,15 @@ class AsyncTextFile:
         await self._before_read()
         if size is None:
             size = -1
+        # as TextIOWrapper: decode a chunk first when nothing is decoded
+        # (also for size 0); at the end of the file the snapshot goes, so
+        # tell() is the file position
+        while not self._tbuf:
+            if not await self._fill():
+                if not self._tbuf:
+                    self._snap = None
+                    return ""
+                break
         while True:
             end = self._find_eol(self._tbuf)
             if end >= 0 and (size < 0 or end <= size):
@@ -683,32 +705,45 @@ class AsyncTextFile:
         await self.buffer.flush()
 
     async def tell(self):
+        """TextIOWrapper's cookie: the byte offset of a point where the
+        decoder held no bytes, plus (above bit 64) the decoder's flags
+        there, the bytes to feed it from there, whether to finish it, and
+        the characters to skip -- the same number open() gives, so seek()
+        restores a pending '\r' or a multi-byte state exactly."""
         raw = self.buffer
         raw._check_closed()
         if not raw._seekable:
             raise OSError(29, "Illegal seek")
         if raw._wbuf or self._snap is None:
             return await raw.tell()
-        # re-decode from the snapshot until the consumed characters are out
-        pos, state, fed = self._snap
-        d = self._new_decoder(state)
-        total = len(d.decode(fed, final=self._eof))
-        consumed = total - len(self._tbuf)
-        if consumed == 0:
-            return pos
-        d = self._new_decoder(state)
-        got = 0
-        for i in range(len(fed)):
-            got += len(d.decode(fed[i:i + 1]))
-            buf, flag = d.getstate()
-            # a pending '\r' owes exactly one character
-            cr = flag & 1 if self._readuniversal else 0
-            if got + cr == consumed and buf == b"":
-                if not (cr and fed[i + 1:i + 2] == b"\n"):
-                    return pos + i + 1
-            elif got + cr > consumed:
+        pos, (dbuf, flags), fed = self._snap
+        start = pos - len(dbuf)
+        data = dbuf + fed
+        d = self._new_decoder((b"", flags))
+        skip = len(d.decode(data, final=self._eof)) - len(self._tbuf)
+        if skip == 0:
+            return _pack_cookie(start, flags)
+        # feed a byte at a time, moving the start to each point where the
+        # decoder is empty and no more than `skip` characters came out
+        d = self._new_decoder((b"", flags))
+        fed_n = chars = 0
+        need_eof = False
+        for i in range(len(data)):
+            fed_n += 1
+            chars += len(d.decode(data[i:i + 1]))
+            buf, f = d.getstate()
+            if not buf and chars <= skip:
+                start += fed_n
+                skip -= chars
+                flags, fed_n, chars = f, 0, 0
+            if chars >= skip:
                 break
-        raise OSError("can't reconstruct logical file position")
+        else:
+            chars += len(d.decode(b"", final=True))
+            need_eof = True
+            if chars < skip:
+                raise OSError("can't reconstruct logical file position")
+        return _pack_cookie(start, flags, fed_n, need_eof, skip)
 
     def _new_decoder(self, state):
         d = codecs.getincrementaldecoder(self.encoding)(self.errors)
@@ -741,13 +776,29 @@ class AsyncTextFile:
         if cookie < 0:
             raise ValueError(f"negative seek position {cookie!r}")
         await raw.flush()
-        pos = await raw.seek(cookie)
+        start, flags, nfeed, need_eof, skip = _unpack_cookie(cookie)
+        await raw.seek(start)
         if self._encoder is not None:
-            if pos == 0:
+            if cookie == 0:
                 self._encoder.reset()
             else:
                 self._encoder.setstate(0)
-        return pos
+        if raw._readable:
+            # the decoder as it was at the safe start point; at the very
+            # start a fresh one (utf-16's initial state is not (b"", 0))
+            d = self._get_decoder()
+            if start or flags:
+                d.setstate((b"", flags))
+            self._snap = (start, (b"", flags), b"")
+        if skip:
+            data = await raw.read(nfeed)
+            text = self._decoder.decode(data, final=bool(need_eof))
+            self._snap = (start, (b"", flags), data)
+            if len(text) < skip:
+                raise OSError("can't restore logical file position")
+            self._tbuf = text[skip:]
+            self._eof = bool(need_eof)
+        return cookie
 
     async def truncate(self, size=None):
         await self.flush()
