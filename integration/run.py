@@ -34,6 +34,7 @@ import glob
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -42,6 +43,24 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 INJECT = os.path.join(HERE, "inject")
 KNOWN = os.path.join(HERE, "known-failures.txt")
+
+
+
+def _localhost_has_ipv6():
+    try:
+        return bool(socket.getaddrinfo("localhost", 0, socket.AF_INET6))
+    except OSError:
+        return False
+
+
+# Where localhost has no IPv6 address (these machines: /etc/hosts maps only
+# 127.0.0.1) anyio's ipv6-parametrised socket tests fail on every loop, and
+# their failure paths leave sockets unclosed: the garbage collector then
+# reports them (ResourceWarning, fatal under anyio's -W error) inside
+# whichever test runs at that moment, on either loop -- a test that fails
+# by chance.  They are left out there (known-failures.txt lists them for
+# machines that run them).
+_NO_IPV6_K = "" if _localhost_has_ipv6() else " and not ipv6"
 
 # Each suite: the PyPI release (pinned: the known-failures file is about this
 # release), what its tests need (from its own test requirements, less
@@ -59,7 +78,8 @@ SUITES = {
         # the modules that drive the event loop (the rest tests anyio's own
         # utilities, or pytest's plugin through pytester subprocesses with 3 s
         # time limits)
-        "args": ["-k", "not trio and not uvloop", "-p", "no:cacheprovider", "--timeout=120",
+        "args": ["-k", "not trio and not uvloop" + _NO_IPV6_K, "-p", "no:cacheprovider",
+                 "--timeout=120",
                  "tests/streams", "tests/test_sockets.py", "tests/test_taskgroups.py",
                  "tests/test_synchronization.py", "tests/test_eventloop.py",
                  "tests/test_from_thread.py", "tests/test_to_thread.py",
