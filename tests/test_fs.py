@@ -763,3 +763,137 @@ def test_native_open_unclaimed_after_cancel_is_closed(loop, where):
     assert len(os.listdir("/proc/self/fd")) == before + 1  # opened, held by req
     del req
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+# -- sendfile ---------------------------------------------------------------
+
+def _sendfile_both(loop, where, make_out, offset, count, data):
+    """fs.sendfile and os.sendfile on the same setup: (result, bytes out,
+    in_fd position) for each, or the exception type."""
+    src = os.path.join(where, "sf-src")
+    with open(src, "wb") as f:
+        f.write(data)
+    outs = []
+    for which in ("fs", "os"):
+        fin = os.open(src, os.O_RDONLY)
+        os.lseek(fin, 3, os.SEEK_SET)
+        w, read_out, close = make_out()
+        try:
+            try:
+                if which == "fs":
+                    res = loop.run_until_complete(fs.sendfile(w, fin, offset, count))
+                else:
+                    res = os.sendfile(w, fin, offset, count)
+            except Exception as e:
+                outs.append(type(e))
+                continue
+            outs.append((res, read_out(), os.lseek(fin, 0, os.SEEK_CUR)))
+        finally:
+            close()
+            os.close(fin)
+    return outs
+
+
+def _out_file(where):
+    def make():
+        p = os.path.join(where, "sf-out")
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+        def read_out():
+            with open(p, "rb") as f:
+                return f.read()
+        return fd, read_out, lambda: os.close(fd)
+    return make
+
+
+def _out_pipe():
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+
+    def read_out():
+        try:
+            return os.read(r, 1 << 20)
+        except BlockingIOError:
+            return b""
+
+    def close():
+        os.close(r)
+        os.close(w)
+    return w, read_out, close
+
+
+def _out_socket(blocking):
+    import socket
+
+    def make():
+        a, b = socket.socketpair()
+        a.setblocking(blocking)
+        b.setblocking(False)
+
+        def read_out():
+            got = b""
+            while True:
+                try:
+                    chunk = b.recv(1 << 20)
+                except BlockingIOError:
+                    return got
+                if not chunk:
+                    return got
+                got += chunk
+
+        def close():
+            a.close()
+            b.close()
+        return a.fileno(), read_out, close
+    return make
+
+
+@pytest.mark.parametrize("offset,count", [(0, 10), (None, 10), (5, 100_000), (None, 0),
+                                          (70_000, 50), (200_000, 10), (0, 300_000)])
+@pytest.mark.parametrize("out", ["file", "pipe", "socket", "nonblocking-socket"])
+def test_sendfile_matches_os_sendfile(loop, where, out, offset, count, monkeypatch):
+    from ringloop import _fs
+    calls = []
+    real = _fs.splice
+
+    async def counting(*a, **k):
+        calls.append(a)
+        return await real(*a, **k)
+    monkeypatch.setattr(_fs, "splice", counting)
+    make = {"file": _out_file(where), "pipe": _out_pipe, "socket": _out_socket(True),
+            "nonblocking-socket": _out_socket(False)}[out]
+    data = os.urandom(100_003)
+    ours, theirs = _sendfile_both(loop, where, make, offset, count, data)
+    if out == "pipe" and isinstance(theirs, tuple) and theirs[0] < count:
+        # a pipe takes 64 KiB: both stop there, maybe at different points
+        assert ours[1] == data[ours[2] - ours[0] if offset is None else offset:][:ours[0]]
+    else:
+        assert ours == theirs
+    # io_uring, a blocking out_fd: SPLICE requests, no thread
+    native = _fs.native(loop) and out != "nonblocking-socket" and count > 0
+    assert bool(calls) == native
+
+
+@pytest.mark.parametrize("args", [(0, -1, 5), (0, 0, -1), (0, None, 1.5), (0, "x", 1),
+                                  ("out", 0, 1)])
+def test_sendfile_bad_arguments_as_os_sendfile(loop, where, args):
+    src = os.path.join(where, "sf-src")
+    with open(src, "wb") as f:
+        f.write(b"abc")
+    fin = os.open(src, os.O_RDONLY)
+    r, w = os.pipe()
+    try:
+        off, cnt = args[1], args[2]
+        out = w if args[0] == 0 else args[0]
+        errs = []
+        for call in (lambda: loop.run_until_complete(fs.sendfile(out, fin, off, cnt)),
+                     lambda: os.sendfile(out, fin, off, cnt)):
+            try:
+                call()
+                errs.append(None)
+            except Exception as e:
+                errs.append((type(e), getattr(e, "errno", None)))
+        assert errs[0] == errs[1] and errs[0] is not None
+    finally:
+        for fd in (fin, r, w):
+            os.close(fd)

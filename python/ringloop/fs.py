@@ -36,7 +36,7 @@ def _unpack_cookie(cookie):
 __all__ = [
     "open", "AsyncFile", "AsyncTextFile", "read_bytes", "read_text", "write_bytes",
     "write_text", "stat", "rename", "unlink", "mkdir", "rmdir", "fsync", "fdatasync",
-    "copy_file",
+    "copy_file", "sendfile",
 ]
 
 _DEFAULT_BUFFER = io.DEFAULT_BUFFER_SIZE
@@ -975,6 +975,79 @@ async def _splice_copy(loop, fin, fout, chunk):
                     raise OSError(errno.EIO, os.strerror(errno.EIO))
                 done += m
             off += n
+    finally:
+        os.close(rp)
+        os.close(wp)
+
+
+async def sendfile(out_fd, in_fd, offset, count):
+    """os.sendfile(out_fd, in_fd, offset, count) -> bytes sent, as
+    aiofiles.os.sendfile: at most count bytes of in_fd from offset (None:
+    from its position, which then advances) to out_fd; 0 at the end of the
+    file.  io_uring, from a regular file to a blocking fd: SPLICE requests
+    (straight into out_fd when it is a pipe, else through a pipe of our
+    own), no thread and no copy through this process.  Otherwise (a
+    non-blocking out_fd, which would leave bytes in our pipe on EAGAIN; an
+    odd argument; the epoll backend, stock asyncio, uvloop): os.sendfile in
+    the loop's default executor, which raises what it raises.  For a
+    transport or a non-blocking socket use loop.sendfile() or
+    loop.sock_sendfile()."""
+    loop = _loop()
+    plan = _native_sendfile_plan(loop, out_fd, in_fd, offset, count)
+    if plan is None:
+        return await _fs._thread(loop, os.sendfile, (out_fd, in_fd, offset, count), None)
+    out_is_pipe = plan
+    start = os.lseek(in_fd, 0, os.SEEK_CUR) if offset is None else offset
+    if count == 0:
+        return 0
+    if out_is_pipe:
+        sent = await _fs.splice(loop, in_fd, start, out_fd, -1, count)
+    else:
+        sent = await _splice_through_pipe(loop, in_fd, start, out_fd, count)
+    if offset is None:
+        os.lseek(in_fd, start + sent, os.SEEK_SET)
+    return sent
+
+
+def _native_sendfile_plan(loop, out_fd, in_fd, offset, count):
+    """None: use os.sendfile; else whether out_fd is a pipe."""
+    if not _fs.native(loop):
+        return None
+    if not all(type(v) is int for v in (out_fd, in_fd, count)) or count < 0 or \
+            not (offset is None or (type(offset) is int and offset >= 0)):
+        return None
+    try:
+        st_in = os.fstat(in_fd)
+        st_out = os.fstat(out_fd)
+        blocking = not (fcntl.fcntl(out_fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+    except OSError:
+        return None
+    if not _stat_mod.S_ISREG(st_in.st_mode) or not blocking:
+        return None
+    return _stat_mod.S_ISFIFO(st_out.st_mode)
+
+
+async def _splice_through_pipe(loop, in_fd, start, out_fd, count):
+    rp, wp = os.pipe2(os.O_CLOEXEC)
+    try:
+        want = min(count, 1 << 20)
+        try:
+            want = min(count, fcntl.fcntl(wp, fcntl.F_SETPIPE_SZ, want))
+        except OSError:
+            want = min(count, 1 << 16)
+        n = await _fs.splice(loop, in_fd, start, wp, -1, want)
+        sent = 0
+        while sent < n:
+            try:
+                m = await _fs.splice(loop, rp, -1, out_fd, -1, n - sent)
+            except OSError:
+                if sent:
+                    return sent  # what reached out_fd, as sendfile's short count
+                raise
+            if m == 0:
+                break
+            sent += m
+        return sent
     finally:
         os.close(rp)
         os.close(wp)
