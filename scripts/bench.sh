@@ -55,8 +55,9 @@ rm -rf "$src"
 
 # Measure the copy installed in the venv (not an in-tree build).
 status=0
-# The whole run: every group, 3 repetitions, sizes x0.6: 25.1 minutes on 2 CPUs
-# shared with other jobs (load average 2-13), 2026-12-03; less on a quiet machine.  --quick: the loop core and the
+# The whole run: every group (core, echo, tls, proc, sendfile, apps, fs), 3
+# repetitions, sizes x0.6: 21.4 minutes with its setup on 2 CPUs shared with
+# other jobs (load average 3-5), 2026-12-04; less on a quiet machine.  --quick: the loop core and the
 # application group's quick subset, 2 repetitions (under 3 minutes).
 # Options given later (--reps, --scale) override these.
 if [ $chosen = 1 ]; then
