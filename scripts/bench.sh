@@ -4,7 +4,7 @@
 # charts under benchmarks/results/.
 #   scripts/bench.sh                 everything (see benchmarks/README.md for the time it takes)
 #   scripts/bench.sh --quick         fewer reps, smaller sizes, the application group trimmed
-#   scripts/bench.sh --only apps     one group: core, echo, tls, proc, apps (comma-separated)
+#   scripts/bench.sh --only apps     one group: core, echo, tls, proc, sendfile, apps, fs (comma-separated)
 #   scripts/bench.sh --setup         install what the benchmark needs, run nothing
 # Any other option goes to benchmarks/run.py (e.g. --loops asyncio,ringloop-io_uring).
 #   BENCH_PYTHON=/path/to/python scripts/bench.sh    (default: python3)
