@@ -263,7 +263,10 @@ def results(pair, call):
     try:
         for k, lp in pair.loops.items():
             try:
-                out[k] = ("ok", lp.run_until_complete(call(lp)))
+                r = call(lp)
+                if inspect.isawaitable(r):
+                    r = lp.run_until_complete(r)
+                out[k] = ("ok", r)
             except Exception as e:  # noqa: B902 -- the type is what we compare
                 out[k] = type(e)
     finally:
@@ -488,10 +491,25 @@ def test_stream_transport_methods(pair, meth, a, b, closed, twice):
         return None
     if meth == "set_protocol" and not isinstance(a, asyncio.BaseProtocol):
         return  # asyncio accepts anything there; nothing to compare
-    if meth == "set_write_buffer_limits" and any(
-            isinstance(v, float) and not (abs(v) < 2.0 ** 62) for v in (a, b)):
-        return  # known difference: asyncio stores a huge float, ringloop OverflowError
     same(pair, call)
+
+
+@pytest.mark.parametrize("high,low", [
+    (2.0 ** 63, None), (2.0 ** 62 + 1, 0), (math.inf, 0), (math.inf, None), (1e300, 1e300),
+    (math.inf, math.inf), (None, math.inf), (None, 1e300), (math.nan, 0), (2 ** 70, 2 ** 69),
+    (5.5, 1.5), (-1.0, None), ("a", "b"),
+])
+def test_stream_set_write_buffer_limits_huge_floats_as_asyncio(pair, high, low):
+    # Found by test_stream_transport_methods: asyncio stores any limits that
+    # pass `high >= low >= 0`; ringloop raised OverflowError for a float
+    # beyond what converts to its size_t (inf).
+    def call(lp):
+        k = "ringloop" if lp is pair.loops["ringloop"] else "asyncio"
+        tr = pair.stream(k)
+        tr.set_write_buffer_limits(high, low)
+        return tr.get_write_buffer_limits()
+    r = results(pair, call)
+    assert repr(r["asyncio"]) == repr(r["ringloop"])
 
 
 @given(meth=st.sampled_from(["sendto", "get_extra_info", "abort", "close",

@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1436,6 +1437,47 @@ stream_set_protocol(RlStream *t, PyObject *protocol)
     return 0;
 }
 
+/* A write buffer limit as a size_t for our comparisons with the (integer)
+ * buffer size: asyncio stores whatever passed `high >= low >= 0` and
+ * compares it with the size, so an int is clamped to SIZE_MAX and a float
+ * (or what converts to one: Fraction, Decimal) is floored, +inf giving
+ * SIZE_MAX -- `size > x` and `size <= x` then decide as with x itself.
+ * 0, or -1 raised (an object that is neither). */
+static int
+limit_as_size(PyObject *o, size_t *out)
+{
+    PyObject *i = PyNumber_Index(o);
+    if (i != NULL) {
+        size_t v = PyLong_AsSize_t(i);
+        Py_DECREF(i);
+        if (v == (size_t)-1 && PyErr_Occurred()) {
+            PyErr_Clear(); /* (negative is refused before) */
+            v = SIZE_MAX;
+        }
+        *out = v;
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+        return -1;
+    }
+    PyErr_Clear();
+    double d = PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    d = floor(d);
+    if (!(d >= 0)) {
+        *out = 0; /* (not reached: `low >= 0` was checked) */
+    }
+    else if (d >= (double)SIZE_MAX) {
+        *out = SIZE_MAX;
+    }
+    else {
+        *out = (size_t)d;
+    }
+    return 0;
+}
+
 static int
 set_limits(RlStream *t, PyObject *high_o, PyObject *low_o)
 {
@@ -1488,32 +1530,9 @@ set_limits(RlStream *t, PyObject *high_o, PyObject *low_o)
         goto done;
     }
     size_t h, l;
-    PyObject *hi = PyNumber_Index(high), *lo = PyNumber_Index(low);
-    if (hi == NULL || lo == NULL) {
-        /* floats: compare as asyncio does, store truncated */
-        PyErr_Clear();
-        Py_XDECREF(hi);
-        Py_XDECREF(lo);
-        hi = PyNumber_Long(high);
-        lo = PyNumber_Long(low);
-        if (hi == NULL || lo == NULL) {
-            Py_XDECREF(hi);
-            Py_XDECREF(lo);
-            goto done;
-        }
+    if (limit_as_size(high, &h) < 0 || limit_as_size(low, &l) < 0) {
+        goto done;
     }
-    h = PyLong_AsSize_t(hi);
-    if (h == (size_t)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        h = SIZE_MAX;
-    }
-    l = PyLong_AsSize_t(lo);
-    if (l == (size_t)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        l = SIZE_MAX;
-    }
-    Py_DECREF(hi);
-    Py_DECREF(lo);
     t->high = h;
     t->low = l;
     Py_XSETREF(t->aio_high_water, high);
