@@ -356,10 +356,8 @@ def test_misc_loop_methods(pair, meth, arg):
        port=st.one_of(st.integers(min_value=0, max_value=65535), st.none(),
                       st.sampled_from([-1, 65536, 2 ** 31, 2 ** 64, -(2 ** 63), "70000", "-1"]),
                       st.integers(min_value=-(2 ** 70), max_value=2 ** 70)),
-       # (flags=None: asyncio accepts it on a numeric host, ringloop raises
-       # TypeError -- a known difference, README "Reliability")
        kw=st.sampled_from(["family", "backlog", "reuse_port", "ssl_handshake_timeout",
-                           "sock", "local_addr", "happy_eyeballs_delay"]),
+                           "sock", "local_addr", "happy_eyeballs_delay", "flags"]),
        val=anything, meth=st.sampled_from(["create_server", "create_connection",
                                            "create_datagram_endpoint"]))
 def test_create_methods(pair, host, port, kw, val, meth):
@@ -386,7 +384,7 @@ def test_create_methods(pair, host, port, kw, val, meth):
             await asyncio.sleep(0)
             return None
         return go()
-    if isinstance(host, (str, bytes)) and host not in ("127.0.0.1", "::1", "") \
+    if isinstance(host, (str, bytes)) and host not in ("127.0.0.1", "::1", "", b"127.0.0.1") \
             and ("\x00" not in host if isinstance(host, str) else b"\x00" not in host) \
             and meth != "create_datagram_endpoint":
         return  # a name would be resolved: slow and machine-dependent
@@ -424,6 +422,15 @@ def test_create_port_out_of_range_or_nul_host_as_asyncio(pair, meth, host, port)
     # asyncio ValueError, ringloop gaierror (fixed by a29516d: ringloop's own
     # _ensure_resolved no longer shadows the asyncio-faithful one).
     r = results(pair, lambda lp: _create(lp, meth, host, port))
+    assert r["asyncio"] == r["ringloop"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", ["127.0.0.1"], "", None])
+def test_create_server_flags_none_as_asyncio(pair, host):
+    # create_server(flags=None): asyncio resolves a numeric host without
+    # using flags and accepts it (a name goes to getaddrinfo: TypeError);
+    # ringloop raised TypeError for every host.
+    r = results(pair, lambda lp: _create(lp, "create_server", host, 0, flags=None))
     assert r["asyncio"] == r["ringloop"]
 
 
