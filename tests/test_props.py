@@ -350,9 +350,9 @@ def test_misc_loop_methods(pair, meth, arg):
     same(pair, call)
 
 
-# (host: only these -- a non-str host with odd keyword values raises in a
-# different order than asyncio; a known difference, README "Reliability")
-@given(host=st.sampled_from(["127.0.0.1", None, "", "::1", "\x00", "127.0.0.1\x00"]),
+@given(host=st.one_of(st.sampled_from(["127.0.0.1", None, "", "::1", "\x00", "127.0.0.1\x00",
+                                         b"127.0.0.1", ["127.0.0.1", "::1"], ("::1",)]),
+                       anything),
        port=st.one_of(st.integers(min_value=0, max_value=65535), st.none(),
                       st.sampled_from([-1, 65536, 2 ** 31, 2 ** 64, -(2 ** 63), "70000", "-1"]),
                       st.integers(min_value=-(2 ** 70), max_value=2 ** 70)),
@@ -431,6 +431,18 @@ def test_create_server_flags_none_as_asyncio(pair, host):
     # using flags and accepts it (a name goes to getaddrinfo: TypeError);
     # ringloop raised TypeError for every host.
     r = results(pair, lambda lp: _create(lp, "create_server", host, 0, flags=None))
+    assert r["asyncio"] == r["ringloop"]
+
+
+@pytest.mark.parametrize("meth", ["create_connection", "create_server"])
+@pytest.mark.parametrize("host", [b"127.0.0.1", 5, 1.5, ["127.0.0.1", "::1"], (), object()])
+@pytest.mark.parametrize("kw", [{"family": 2 ** 31}, {"family": -1}, {"proto": 2 ** 40},
+                                {"family": "x"}, {"flags": 2 ** 70}])
+def test_create_non_str_host_checks_in_asyncio_order(pair, meth, host, kw):
+    # A non-str host with another bad argument: asyncio fails on the host
+    # first (e.g. TypeError for family=2**31), ringloop checked the other
+    # argument first (OverflowError).
+    r = results(pair, lambda lp: _create(lp, meth, host, 0, **kw))
     assert r["asyncio"] == r["ringloop"]
 
 
