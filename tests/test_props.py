@@ -592,12 +592,22 @@ def test_datagram_transport_methods(pair, meth, data, addr, closed):
     same(pair, call)
 
 
+@pytest.mark.parametrize("name", ["close_clients", "abort_clients", "_clients"])
+def test_server_attributes_as_asyncio(pair, name):
+    # Server.close_clients()/abort_clients() are 3.13's; ringloop's Server
+    # had them (and a _clients set) on 3.11/3.12 too.
+    try:
+        assert hasattr(pair.server("ringloop"), name) == hasattr(pair.server("asyncio"), name)
+    finally:
+        pair.cleanup()
+
+
 @given(seq=st.lists(st.sampled_from(["close", "start_serving", "wait_closed", "is_serving",
                                      "get_loop", "sockets", "close_clients", "abort_clients"]),
                     min_size=1, max_size=5))
 def test_server_method_sequences(pair, seq):
-    # close_clients/abort_clients: 3.13's API, which ringloop has on every
-    # version
+    # close_clients/abort_clients: 3.13's API (both loops' servers have it
+    # there only)
     seq = [m for m in seq if m == "sockets" or hasattr(asyncio.Server, m)] or ["close"]
     if "wait_closed" in seq and ("close" not in seq or seq.index("close") > seq.index("wait_closed")):
         seq = ["close"] + seq  # else it waits for ever, on both
