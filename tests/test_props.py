@@ -610,7 +610,8 @@ def test_stream_set_write_buffer_limits_huge_floats_as_asyncio(pair, high, low):
 
 
 @given(meth=st.sampled_from(["sendto", "get_extra_info", "abort", "close",
-                             "get_write_buffer_size", "set_protocol"]),
+                             "get_write_buffer_size", "set_protocol",
+                             "set_write_buffer_limits"]),
        data=datas, addr=st.one_of(st.none(), addrs), closed=st.booleans())
 def test_datagram_transport_methods(pair, meth, data, addr, closed):
     def call(lp, k):
@@ -619,6 +620,9 @@ def test_datagram_transport_methods(pair, meth, data, addr, closed):
             tr.close()
         if meth == "sendto":
             tr.sendto(data, addr)
+        elif meth == "set_write_buffer_limits":
+            tr.set_write_buffer_limits(data if not isinstance(data, (bytes, str)) else None, addr)
+            return tr.get_write_buffer_limits()
         elif meth == "get_extra_info":
             tr.get_extra_info(data, addr)
         elif meth == "set_protocol":
@@ -633,6 +637,23 @@ def test_datagram_transport_methods(pair, meth, data, addr, closed):
             and addr[0] not in ("127.0.0.1", "", "0.0.0.0", "::1"):
         return  # hostname resolution (slow, machine-dependent)
     same(pair, call)
+
+
+@pytest.mark.parametrize("high,low", [
+    (5.5, 1.5), (math.inf, 0), (2.0 ** 63, None), (None, 2.5), (2 ** 70, 2 ** 69),
+    (10, None), (None, None), (math.nan, 0), (-1, None), ("a", "b"),
+])
+def test_datagram_set_write_buffer_limits_as_asyncio(pair, high, low):
+    # Found when the datagram property got set_write_buffer_limits: asyncio
+    # keeps any limits passing `high >= low >= 0` (floats too) and returns
+    # them; ringloop's datagram transport took only integers (TypeError for
+    # a float, OverflowError beyond Py_ssize_t).
+    def call(lp):
+        tr = pair.dgram("ringloop" if lp is pair.loops["ringloop"] else "asyncio")
+        tr.set_write_buffer_limits(high, low)
+        return tr.get_write_buffer_limits()
+    r = results(pair, call)
+    assert repr(r["asyncio"]) == repr(r["ringloop"])
 
 
 @pytest.mark.parametrize("name", ["close_clients", "abort_clients", "_clients"])

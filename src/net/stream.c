@@ -1478,8 +1478,13 @@ limit_as_size(PyObject *o, size_t *out)
     return 0;
 }
 
-static int
-set_limits(RlStream *t, PyObject *high_o, PyObject *low_o)
+/* asyncio's _FlowControlMixin._set_write_buffer_limits(): the limits as
+ * asyncio keeps them (*high, *low: new references) and as size_t for our
+ * comparisons (*h, *l).  Streams and datagram transports.  0, or -1
+ * raised. */
+int
+rl_net_write_limits(PyObject *high_o, PyObject *low_o, PyObject **high_out,
+                    PyObject **low_out, size_t *h, size_t *l)
 {
     PyObject *high = NULL, *low = NULL, *four = NULL;
     int rc = -1;
@@ -1529,14 +1534,11 @@ set_limits(RlStream *t, PyObject *high_o, PyObject *low_o)
                      low);
         goto done;
     }
-    size_t h, l;
-    if (limit_as_size(high, &h) < 0 || limit_as_size(low, &l) < 0) {
+    if (limit_as_size(high, h) < 0 || limit_as_size(low, l) < 0) {
         goto done;
     }
-    t->high = h;
-    t->low = l;
-    Py_XSETREF(t->aio_high_water, high);
-    Py_XSETREF(t->aio_low_water, low);
+    *high_out = high;
+    *low_out = low;
     high = low = NULL;
     rc = 0;
 done:
@@ -1544,6 +1546,21 @@ done:
     Py_XDECREF(low);
     Py_XDECREF(four);
     return rc;
+}
+
+static int
+set_limits(RlStream *t, PyObject *high_o, PyObject *low_o)
+{
+    PyObject *high, *low;
+    size_t h, l;
+    if (rl_net_write_limits(high_o, low_o, &high, &low, &h, &l) < 0) {
+        return -1;
+    }
+    t->high = h;
+    t->low = l;
+    Py_XSETREF(t->aio_high_water, high);
+    Py_XSETREF(t->aio_low_water, low);
+    return 0;
 }
 
 /* asyncio's _maybe_pause_protocol(). */
