@@ -339,6 +339,29 @@ def test_sock_connect_sendto_str_address_as_asyncio(pair, family, meth, addr):
     assert r["asyncio"] == r["ringloop"]
 
 
+@pytest.mark.parametrize("closed", [False, True])
+@pytest.mark.parametrize("family,addr", [
+    (socket.AF_INET, ("0", -1)), (socket.AF_INET, ("0", -1, None)), (socket.AF_INET, ("0", 2 ** 70)),
+    (socket.AF_INET, ("127.1", 65536)), (socket.AF_INET, ("127.0.0.1", -1)),
+    (socket.AF_INET6, ("0", -1)), (socket.AF_INET6, ("::1", 70000)), (socket.AF_INET6, ("::1", -1, 0)),
+])
+def test_sock_connect_bad_port_checked_after_host_as_asyncio(pair, family, addr, closed):
+    # Found by test_sock_methods (deep profile): a port outside 0..65535 with
+    # a host that is not an IP literal for inet_pton ("0", "127.1") goes to
+    # getaddrinfo() in asyncio (gaierror, or OverflowError for a port beyond
+    # a C long); ringloop's address parser raised OverflowError before
+    # looking at the host.
+    def call(lp):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setblocking(False)
+        pair._track("ringloop" if lp is pair.loops["ringloop"] else "asyncio", s)
+        if closed:
+            s.close()
+        return asyncio.wait_for(lp.sock_connect(s, addr), 5)
+    r = results(pair, call)
+    assert r["asyncio"] == r["ringloop"]
+
+
 _CLOSED_SOCK_CASES = [
     ("sock_recv", (0,)), ("sock_recv", (-1,)), ("sock_recv", ("x",)), ("sock_recv", (5,)),
     ("sock_recv_into", (bytearray(0),)), ("sock_recv_into", (b"",)),
