@@ -53,8 +53,8 @@ junk = st.one_of(
 )
 anything = st.one_of(numbers, junk)
 callbacks = st.one_of(st.just(_noop), st.just(print), anything)
-# (not False/True: fds 0 and 1 are open, and an unpollable one such as
-# /dev/null is a known difference, see README "Reliability")
+# (not False/True: fds 0 and 1 are open, and a reader added on them would
+# stay; unpollable fds: test_readers_writers_unpollable_fds)
 fds = st.one_of(
     st.sampled_from([-1, -2, -(2 ** 31), 2 ** 31, 2 ** 31 - 1, 2 ** 63, 10 ** 6, 65535]),
     st.integers(min_value=-(2 ** 80), max_value=-1),
@@ -218,6 +218,49 @@ def test_readers_writers_bad_fds(pair, fd, cb, meth):
     same(pair, call)
 
 
+def _open_fd(kind):
+    if kind == "eventfd":
+        return os.eventfd(0)
+    if kind == "pipe":
+        r, w = os.pipe()
+        os.close(w)
+        return r
+    if kind == "dir":
+        return os.open(os.path.dirname(__file__), os.O_RDONLY)
+    if kind == "regular":
+        return os.open(__file__, os.O_RDONLY)
+    return os.open(kind, os.O_RDWR)
+
+
+@pytest.mark.parametrize("meth", ["add_reader", "add_writer"])
+@pytest.mark.parametrize("kind", ["/dev/null", "/dev/zero", "/dev/full", "regular", "dir",
+                                  "eventfd", "pipe"])
+def test_readers_writers_unpollable_fds(meth, kind):
+    # Found by test_readers_writers_bad_fds: asyncio's epoll refuses a file
+    # whose driver cannot poll (/dev/null, /dev/zero: EPERM from
+    # epoll_ctl) -- ringloop took it (io_uring: a POLL that completes at
+    # once with the default mask; epoll: registration deferred, its error
+    # dropped), and checked regular files and directories only.
+    if kind == "eventfd" and not hasattr(os, "eventfd"):
+        pytest.skip("no os.eventfd")
+
+    # (loops of its own: a loop's fd probe, or io_uring's inner epoll set,
+    # is made when first needed and lives as long as the loop)
+    r = {}
+    for k, lp in (("asyncio", asyncio.new_event_loop()), ("ringloop", ringloop.new_event_loop())):
+        fd = _open_fd(kind)
+        try:
+            getattr(lp, meth)(fd, _noop)
+            r[k] = ("ok", getattr(lp, meth.replace("add", "remove"))(fd))
+        except Exception as e:  # noqa: B902 -- the type is what we compare
+            r[k] = type(e)
+        finally:
+            os.close(fd)
+            lp.close()
+    assert r["asyncio"] == r["ringloop"]
+    assert r["asyncio"] == (("ok", True) if kind in ("eventfd", "pipe") else PermissionError)
+
+
 @given(n=anything, meth=st.sampled_from(["sock_recv", "sock_recv_into", "sock_sendall",
                                          "sock_recvfrom", "sock_sendto", "sock_connect",
                                          "sock_accept"]),
@@ -248,21 +291,105 @@ def test_sock_methods(pair, n, meth, which, arg, addr):
             return lp.sock_connect(s, addr)
         return lp.sock_accept(s)
     if which == "ok" and meth in ("sock_recv", "sock_recvfrom", "sock_accept") \
-            and isinstance(n, int) and not isinstance(n, bool) and n > 0:
-        return  # a valid call that would wait for a peer
-    if meth in ("sock_connect", "sock_sendto") and isinstance(addr, (str, bytes)):
-        return  # known difference: a str address on AF_INET (README "Reliability")
-    if which == "closed":
-        # known difference (README "Reliability"): on a closed socket
-        # ringloop raises OSError(EBADF) before checking the other
-        # arguments (asyncio: TypeError/ValueError first, b"" for n=0);
-        # only the exception type for valid arguments is compared
-        if not (isinstance(arg, (bytes, bytearray)) and type(n) is int and n > 0
-                and isinstance(addr, tuple) and len(addr) == 2
-                and addr[0] in ("127.0.0.1",) and type(addr[1]) is int
-                and 0 <= addr[1] <= 65535):
-            return
+            and isinstance(n, int) and not isinstance(n, bool) \
+            and (n > 0 or (n == 0 and meth == "sock_recvfrom")):
+        return  # a valid call that would wait for a peer (a datagram, even for n=0)
+    if meth == "sock_connect" and isinstance(addr, str) and len(addr) >= 2 \
+            and addr[1].isdigit() and not addr[0].isdigit():
+        return  # asyncio splits it into (addr[0], addr[1]): a name would be resolved
     same(pair, call)
+
+
+def results(pair, call):
+    """call(lp) on both loops: {name: ("ok", result) or exception type}."""
+    out = {}
+    try:
+        for k, lp in pair.loops.items():
+            try:
+                r = call(lp)
+                if inspect.isawaitable(r):
+                    r = lp.run_until_complete(r)
+                out[k] = ("ok", r)
+            except Exception as e:  # noqa: B902 -- the type is what we compare
+                out[k] = type(e)
+    finally:
+        pair.cleanup()
+    return out
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+@pytest.mark.parametrize("meth", ["sock_connect", "sock_sendto"])
+@pytest.mark.parametrize("addr", ["", "x", "str", "ab", "1:", "::1", "127.0.0.1",
+                                  "localhost", "\x00\x00", b"", b"ab"])
+def test_sock_connect_sendto_str_address_as_asyncio(pair, family, meth, addr):
+    # A str address on AF_INET/AF_INET6: asyncio's sock_connect() splits it
+    # as a (host, port) sequence (ValueError when too short, gaierror for
+    # its one-character "port", TypeError when it is longer than an
+    # address tuple); sock_sendto() passes it to sock.sendto() (TypeError).
+    # ringloop resolved the string as a host name.
+    def call(lp):
+        s = socket.socket(family, socket.SOCK_STREAM if meth == "sock_connect"
+                          else socket.SOCK_DGRAM)
+        s.setblocking(False)
+        pair._track("ringloop" if lp is pair.loops["ringloop"] else "asyncio", s)
+        if meth == "sock_connect":
+            return lp.sock_connect(s, addr)
+        return lp.sock_sendto(s, b"x", addr)
+    r = results(pair, call)
+    assert r["asyncio"] == r["ringloop"]
+
+
+@pytest.mark.parametrize("closed", [False, True])
+@pytest.mark.parametrize("family,addr", [
+    (socket.AF_INET, ("0", -1)), (socket.AF_INET, ("0", -1, None)), (socket.AF_INET, ("0", 2 ** 70)),
+    (socket.AF_INET, ("127.1", 65536)), (socket.AF_INET, ("127.0.0.1", -1)),
+    (socket.AF_INET6, ("0", -1)), (socket.AF_INET6, ("::1", 70000)), (socket.AF_INET6, ("::1", -1, 0)),
+])
+def test_sock_connect_bad_port_checked_after_host_as_asyncio(pair, family, addr, closed):
+    # Found by test_sock_methods (deep profile): a port outside 0..65535 with
+    # a host that is not an IP literal for inet_pton ("0", "127.1") goes to
+    # getaddrinfo() in asyncio (gaierror, or OverflowError for a port beyond
+    # a C long); ringloop's address parser raised OverflowError before
+    # looking at the host.
+    def call(lp):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setblocking(False)
+        pair._track("ringloop" if lp is pair.loops["ringloop"] else "asyncio", s)
+        if closed:
+            s.close()
+        return asyncio.wait_for(lp.sock_connect(s, addr), 5)
+    r = results(pair, call)
+    assert r["asyncio"] == r["ringloop"]
+
+
+_CLOSED_SOCK_CASES = [
+    ("sock_recv", (0,)), ("sock_recv", (-1,)), ("sock_recv", ("x",)), ("sock_recv", (5,)),
+    ("sock_recv_into", (bytearray(0),)), ("sock_recv_into", (b"",)),
+    ("sock_recv_into", (bytearray(3),)), ("sock_recv_into", (1,)),
+    ("sock_recvfrom", (0,)), ("sock_recvfrom", (-1,)), ("sock_recvfrom", (None,)),
+    ("sock_recvfrom_into", (bytearray(0),)), ("sock_recvfrom_into", (bytearray(2), -1)),
+    ("sock_sendall", (b"",)), ("sock_sendall", ("x",)), ("sock_sendall", (b"x",)),
+    ("sock_sendto", (b"x", ("127.0.0.1", 1))), ("sock_sendto", ("x", ("127.0.0.1", 1))),
+    ("sock_sendto", (b"x", ("127.0.0.1", 70000))), ("sock_sendto", (b"x", 5)),
+    ("sock_connect", (("127.0.0.1", 1),)), ("sock_connect", (5,)),
+    ("sock_connect", (("127.0.0.1", 70000),)), ("sock_connect", (("\x00", 1),)),
+    ("sock_accept", ()),
+]
+
+
+@pytest.mark.parametrize("meth,args", _CLOSED_SOCK_CASES)
+def test_sock_methods_on_closed_socket_check_arguments_first(pair, meth, args):
+    # Found by test_sock_methods: on a closed socket ringloop raised
+    # OSError(EBADF) before looking at the other arguments; asyncio's
+    # sock.recv() & co check them first (sock_recv(closed, 0) is b"") --
+    # and sock_connect(closed, valid address) raised MemoryError.
+    def call(lp):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if "from" in meth or "to" in meth
+                          else socket.SOCK_STREAM)
+        s.close()
+        return getattr(lp, meth)(s, *args)
+    r = results(pair, call)
+    assert r["asyncio"] == r["ringloop"]
 
 
 @given(meth=st.sampled_from(["create_task", "run_in_executor", "set_exception_handler",
@@ -289,15 +416,14 @@ def test_misc_loop_methods(pair, meth, arg):
     same(pair, call)
 
 
-# (host: only these -- a non-str host with odd keyword values raises in a
-# different order than asyncio; a known difference, README "Reliability")
-@given(host=st.sampled_from(["127.0.0.1", None, "", "::1"]),
-       # (ports outside 0..65535: a known difference, README "Reliability")
-       port=st.one_of(st.integers(min_value=0, max_value=65535), st.none()),
-       # (flags=None: asyncio accepts it on a numeric host, ringloop raises
-       # TypeError -- a known difference, README "Reliability")
+@given(host=st.one_of(st.sampled_from(["127.0.0.1", None, "", "::1", "\x00", "127.0.0.1\x00",
+                                         b"127.0.0.1", ["127.0.0.1", "::1"], ("::1",)]),
+                       anything),
+       port=st.one_of(st.integers(min_value=0, max_value=65535), st.none(),
+                      st.sampled_from([-1, 65536, 2 ** 31, 2 ** 64, -(2 ** 63), "70000", "-1"]),
+                      st.integers(min_value=-(2 ** 70), max_value=2 ** 70)),
        kw=st.sampled_from(["family", "backlog", "reuse_port", "ssl_handshake_timeout",
-                           "sock", "local_addr", "happy_eyeballs_delay"]),
+                           "sock", "local_addr", "happy_eyeballs_delay", "flags"]),
        val=anything, meth=st.sampled_from(["create_server", "create_connection",
                                            "create_datagram_endpoint"]))
 def test_create_methods(pair, host, port, kw, val, meth):
@@ -324,11 +450,66 @@ def test_create_methods(pair, host, port, kw, val, meth):
             await asyncio.sleep(0)
             return None
         return go()
-    if isinstance(host, (str, bytes)) and ("\x00" in host if isinstance(host, str) else b"\x00" in host):
-        return  # known difference: asyncio ValueError, ringloop gaierror
-    if isinstance(host, str) and host not in ("127.0.0.1", "::1", "") and meth != "create_datagram_endpoint":
+    if isinstance(host, (str, bytes)) and host not in ("127.0.0.1", "::1", "", b"127.0.0.1") \
+            and ("\x00" not in host if isinstance(host, str) else b"\x00" not in host) \
+            and meth != "create_datagram_endpoint":
         return  # a name would be resolved: slow and machine-dependent
     same(pair, call)
+
+
+def _create(lp, meth, host, port, **kw):
+    async def go():
+        if meth == "create_datagram_endpoint":
+            r = await lp.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                  local_addr=(host, port), **kw)
+        else:
+            r = await getattr(lp, meth)(asyncio.Protocol, host, port, **kw)
+        if isinstance(r, tuple):
+            r[0].close()
+        else:
+            r.close()
+            await r.wait_closed()
+        return "made"
+    return asyncio.wait_for(go(), 10)
+
+
+_CREATE_METHS = ["create_connection", "create_server", "create_datagram_endpoint"]
+
+
+@pytest.mark.parametrize("meth", _CREATE_METHS)
+@pytest.mark.parametrize("host,port", [
+    ("127.0.0.1", -1), ("127.0.0.1", 65536), ("::1", 2 ** 31), ("127.0.0.1", 2 ** 64),
+    ("127.0.0.1", -(2 ** 63)), ("127.0.0.1", "70000"), ("::1", "-1"),
+    ("\x00", 0), ("127.0.0.1\x00", 80), ("a\x00b", 0), ("\x00", 70000),
+])
+def test_create_port_out_of_range_or_nul_host_as_asyncio(pair, meth, host, port):
+    # A port outside 0..65535: asyncio OverflowError (from the socket
+    # module's address check), ringloop gaierror; a host with a NUL byte:
+    # asyncio ValueError, ringloop gaierror (fixed by a29516d: ringloop's own
+    # _ensure_resolved no longer shadows the asyncio-faithful one).
+    r = results(pair, lambda lp: _create(lp, meth, host, port))
+    assert r["asyncio"] == r["ringloop"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", ["127.0.0.1"], "", None])
+def test_create_server_flags_none_as_asyncio(pair, host):
+    # create_server(flags=None): asyncio resolves a numeric host without
+    # using flags and accepts it (a name goes to getaddrinfo: TypeError);
+    # ringloop raised TypeError for every host.
+    r = results(pair, lambda lp: _create(lp, "create_server", host, 0, flags=None))
+    assert r["asyncio"] == r["ringloop"]
+
+
+@pytest.mark.parametrize("meth", ["create_connection", "create_server"])
+@pytest.mark.parametrize("host", [b"127.0.0.1", 5, 1.5, ["127.0.0.1", "::1"], (), object()])
+@pytest.mark.parametrize("kw", [{"family": 2 ** 31}, {"family": -1}, {"proto": 2 ** 40},
+                                {"family": "x"}, {"flags": 2 ** 70}])
+def test_create_non_str_host_checks_in_asyncio_order(pair, meth, host, kw):
+    # A non-str host with another bad argument: asyncio fails on the host
+    # first (e.g. TypeError for family=2**31), ringloop checked the other
+    # argument first (OverflowError).
+    r = results(pair, lambda lp: _create(lp, meth, host, 0, **kw))
+    assert r["asyncio"] == r["ringloop"]
 
 
 @pytest.mark.parametrize("local_addr", ["00000", ("127.0.0.1", 0, 0), ("127.0.0.1", 0, 0, 0, 0)])
@@ -430,14 +611,30 @@ def test_stream_transport_methods(pair, meth, a, b, closed, twice):
         return None
     if meth == "set_protocol" and not isinstance(a, asyncio.BaseProtocol):
         return  # asyncio accepts anything there; nothing to compare
-    if meth == "set_write_buffer_limits" and any(
-            isinstance(v, float) and not (abs(v) < 2.0 ** 62) for v in (a, b)):
-        return  # known difference: asyncio stores a huge float, ringloop OverflowError
     same(pair, call)
 
 
+@pytest.mark.parametrize("high,low", [
+    (2.0 ** 63, None), (2.0 ** 62 + 1, 0), (math.inf, 0), (math.inf, None), (1e300, 1e300),
+    (math.inf, math.inf), (None, math.inf), (None, 1e300), (math.nan, 0), (2 ** 70, 2 ** 69),
+    (5.5, 1.5), (-1.0, None), ("a", "b"),
+])
+def test_stream_set_write_buffer_limits_huge_floats_as_asyncio(pair, high, low):
+    # Found by test_stream_transport_methods: asyncio stores any limits that
+    # pass `high >= low >= 0`; ringloop raised OverflowError for a float
+    # beyond what converts to its size_t (inf).
+    def call(lp):
+        k = "ringloop" if lp is pair.loops["ringloop"] else "asyncio"
+        tr = pair.stream(k)
+        tr.set_write_buffer_limits(high, low)
+        return tr.get_write_buffer_limits()
+    r = results(pair, call)
+    assert repr(r["asyncio"]) == repr(r["ringloop"])
+
+
 @given(meth=st.sampled_from(["sendto", "get_extra_info", "abort", "close",
-                             "get_write_buffer_size", "set_protocol"]),
+                             "get_write_buffer_size", "set_protocol",
+                             "set_write_buffer_limits"]),
        data=datas, addr=st.one_of(st.none(), addrs), closed=st.booleans())
 def test_datagram_transport_methods(pair, meth, data, addr, closed):
     def call(lp, k):
@@ -446,6 +643,9 @@ def test_datagram_transport_methods(pair, meth, data, addr, closed):
             tr.close()
         if meth == "sendto":
             tr.sendto(data, addr)
+        elif meth == "set_write_buffer_limits":
+            tr.set_write_buffer_limits(data if not isinstance(data, (bytes, str)) else None, addr)
+            return tr.get_write_buffer_limits()
         elif meth == "get_extra_info":
             tr.get_extra_info(data, addr)
         elif meth == "set_protocol":
@@ -462,12 +662,39 @@ def test_datagram_transport_methods(pair, meth, data, addr, closed):
     same(pair, call)
 
 
+@pytest.mark.parametrize("high,low", [
+    (5.5, 1.5), (math.inf, 0), (2.0 ** 63, None), (None, 2.5), (2 ** 70, 2 ** 69),
+    (10, None), (None, None), (math.nan, 0), (-1, None), ("a", "b"),
+])
+def test_datagram_set_write_buffer_limits_as_asyncio(pair, high, low):
+    # Found when the datagram property got set_write_buffer_limits: asyncio
+    # keeps any limits passing `high >= low >= 0` (floats too) and returns
+    # them; ringloop's datagram transport took only integers (TypeError for
+    # a float, OverflowError beyond Py_ssize_t).
+    def call(lp):
+        tr = pair.dgram("ringloop" if lp is pair.loops["ringloop"] else "asyncio")
+        tr.set_write_buffer_limits(high, low)
+        return tr.get_write_buffer_limits()
+    r = results(pair, call)
+    assert repr(r["asyncio"]) == repr(r["ringloop"])
+
+
+@pytest.mark.parametrize("name", ["close_clients", "abort_clients", "_clients"])
+def test_server_attributes_as_asyncio(pair, name):
+    # Server.close_clients()/abort_clients() are 3.13's; ringloop's Server
+    # had them (and a _clients set) on 3.11/3.12 too.
+    try:
+        assert hasattr(pair.server("ringloop"), name) == hasattr(pair.server("asyncio"), name)
+    finally:
+        pair.cleanup()
+
+
 @given(seq=st.lists(st.sampled_from(["close", "start_serving", "wait_closed", "is_serving",
                                      "get_loop", "sockets", "close_clients", "abort_clients"]),
                     min_size=1, max_size=5))
 def test_server_method_sequences(pair, seq):
-    # close_clients/abort_clients: 3.13's API, which ringloop has on every
-    # version
+    # close_clients/abort_clients: 3.13's API (both loops' servers have it
+    # there only)
     seq = [m for m in seq if m == "sockets" or hasattr(asyncio.Server, m)] or ["close"]
     if "wait_closed" in seq and ("close" not in seq or seq.index("close") > seq.index("wait_closed")):
         seq = ["close"] + seq  # else it waits for ever, on both

@@ -950,7 +950,7 @@ def test_protocol_callbacks_run_in_transport_context(loop):
         class P(asyncio.Protocol):
             def connection_made(self, tr):
                 seen["made"] = cvar.get()
-                self.tr = tr
+                seen["tr"] = tr
 
             def data_received(self, data):
                 seen["data"] = cvar.get()
@@ -980,15 +980,7 @@ def test_protocol_callbacks_run_in_transport_context(loop):
 
                 def close_elsewhere():
                     cvar.set("closer")
-                    proto_tr = seen_tr()
-                    proto_tr.close()
-
-                def seen_tr():
-                    return next(iter(srv._clients)) if hasattr(srv, "_clients") else None
-
-                if not is_ringloop() and not PY313:
-                    # asyncio < 3.13 has no way to reach the transport here
-                    return
+                    seen["tr"].close()
                 ctx = contextvars.Context()
                 ctx.run(close_elsewhere)
                 await lost
@@ -1078,7 +1070,7 @@ def test_server_serve_forever_cancel(loop):
 def test_server_close_with_live_connections(loop):
     """Server.close() stops accepting but leaves live connections alone;
     wait_closed() (3.12.1+) waits for them; close_clients()/abort_clients()
-    (3.13; ringloop: every version) end them."""
+    (3.13) end them."""
 
     async def main():
         protos = []
@@ -1118,8 +1110,8 @@ def test_server_close_with_live_connections(loop):
 
 
 def test_server_abort_clients(loop):
-    if not is_ringloop() and not PY313:
-        pytest.skip("Server.abort_clients() is 3.13+ in asyncio")
+    if not PY313:
+        pytest.skip("Server.abort_clients() is 3.13+ (as asyncio's)")
 
     async def main():
         protos = []

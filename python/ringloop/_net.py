@@ -101,35 +101,18 @@ class Server(base_events.Server):
     """asyncio's Server, driven by ringloop's native accept loop.
 
     Each Python version keeps its own asyncio semantics (wait_closed() and
-    friends come from the running version's base class); close_clients()
-    and abort_clients() (3.13) exist on every version."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not _PY313:
-            self._clients = weakref.WeakSet()
+    friends, and close_clients()/abort_clients() from 3.13 only, come from
+    the running version's base class)."""
 
     if not _PY313:
         # 3.11/3.12's _attach()/_detach() take no transport (and code,
-        # CPython's tests among it, calls them so): count as they do, and
-        # also track the transports ours pass.
+        # CPython's tests among it, calls them so): count as they do; ours
+        # pass the transport, as 3.13's.
         def _attach(self, transport=None):
             super()._attach()
-            if transport is not None:
-                self._clients.add(transport)
 
         def _detach(self, transport=None):
-            if transport is not None:
-                self._clients.discard(transport)
             super()._detach()
-
-        def close_clients(self):
-            for transport in self._clients.copy():
-                transport.close()
-
-        def abort_clients(self):
-            for transport in self._clients.copy():
-                transport.abort()
 
 
 class NetworkMixin(TLSMixin):

@@ -82,6 +82,7 @@ struct RlDgram {
     rl_pkt *qhead, *qtail;
     Py_ssize_t buffer_size;
     Py_ssize_t high_water, low_water;
+    PyObject *aio_high_water, *aio_low_water; /* as given; NULL: defaults */
     RlDgram *lnext, *lprev; /* loop->sock->dgrams */
     int fd;
     int family;
@@ -1008,48 +1009,27 @@ Dgram_get_write_buffer_size(RlDgram *tr, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Dgram_get_write_buffer_limits(RlDgram *tr, PyObject *Py_UNUSED(ignored))
 {
+    if (tr->aio_high_water != NULL && tr->aio_low_water != NULL) {
+        /* what set_write_buffer_limits() was given, as asyncio keeps it */
+        return PyTuple_Pack(2, tr->aio_low_water, tr->aio_high_water);
+    }
     return Py_BuildValue("(nn)", tr->low_water, tr->high_water);
 }
 
 static int
 set_limits(RlDgram *tr, PyObject *high_o, PyObject *low_o)
 {
-    Py_ssize_t high, low;
-    if (high_o == Py_None) {
-        if (low_o == Py_None) {
-            high = 64 * 1024;
-        }
-        else {
-            low = PyNumber_AsSsize_t(low_o, PyExc_OverflowError);
-            if (low == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            high = 4 * low;
-        }
-    }
-    else {
-        high = PyNumber_AsSsize_t(high_o, PyExc_OverflowError);
-        if (high == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-    }
-    if (low_o == Py_None) {
-        low = high >= 0 ? high / 4 : -((-high + 3) / 4); /* floor */
-    }
-    else {
-        low = PyNumber_AsSsize_t(low_o, PyExc_OverflowError);
-        if (low == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-    }
-    if (!(high >= low && low >= 0)) {
-        PyErr_Format(PyExc_ValueError,
-                     "high (%zd) must be >= low (%zd) must be >= 0", high,
-                     low);
+    PyObject *high, *low;
+    size_t h, l;
+    if (rl_net_write_limits(high_o, low_o, &high, &low, &h, &l) < 0) {
         return -1;
     }
-    tr->high_water = high;
-    tr->low_water = low;
+    tr->high_water = h > (size_t)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
+                                                : (Py_ssize_t)h;
+    tr->low_water = l > (size_t)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
+                                               : (Py_ssize_t)l;
+    Py_XSETREF(tr->aio_high_water, high);
+    Py_XSETREF(tr->aio_low_water, low);
     return 0;
 }
 
@@ -1114,6 +1094,8 @@ Dgram_traverse(RlDgram *tr, visitproc visit, void *arg)
     Py_VISIT(tr->ctx);
     Py_VISIT(tr->lost_exc);
     Py_VISIT(tr->lost_ctx);
+    Py_VISIT(tr->aio_high_water);
+    Py_VISIT(tr->aio_low_water);
     for (rl_pkt *p = tr->qhead; p != NULL; p = p->next) {
         Py_VISIT(p->data);
         Py_VISIT(p->addr);
@@ -1135,6 +1117,8 @@ Dgram_clear(RlDgram *tr)
     Py_CLEAR(tr->ctx);
     Py_CLEAR(tr->lost_exc);
     Py_CLEAR(tr->lost_ctx);
+    Py_CLEAR(tr->aio_high_water);
+    Py_CLEAR(tr->aio_low_water);
     queue_clear(tr);
     return 0;
 }

@@ -32,6 +32,12 @@ rl_netop_init(rl_netop *n, PyObject *owner, rl_op_cb cb, int fd,
 
 /* Submit; on success the op holds a reference to its owner. */
 int rl_netop_submit(RlLoop *loop, rl_netop *n);
+
+/* asyncio's _set_write_buffer_limits(high, low) (stream.c): the limits as
+ * asyncio keeps them (new references) and as size_t for comparisons with
+ * the buffer size (clamped, floats floored).  0, or -1 raised. */
+int rl_net_write_limits(PyObject *high_o, PyObject *low_o, PyObject **high,
+                        PyObject **low, size_t *h, size_t *l);
 /* Cancel if armed (0 or -errno from the reactor; -ENOENT if idle). */
 int rl_netop_cancel(RlLoop *loop, rl_netop *n);
 /* The op's final completion arrived (called first thing in its callback):

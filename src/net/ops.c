@@ -283,22 +283,38 @@ rl_net_oserror(int neg_errno, PyObject *msg)
 /* ---------------------------------------------------------------------- */
 /* Addresses */
 
+/* 1 and *port; 0: not an int (a service name: resolve); 2: an int out of
+ * 0..65535 (nothing raised: only a numeric host makes that an error here,
+ * asyncio passes a name to getaddrinfo(), which says gaierror); -1
+ * raised. */
 static int
 port_from_py(PyObject *o, uint16_t *port)
 {
     if (!PyLong_Check(o)) {
-        return 0; /* a service name: resolve */
+        return 0;
     }
     long v = PyLong_AsLong(o);
     if (v == -1 && PyErr_Occurred()) {
-        return -1;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 2;
     }
     if (v < 0 || v > 65535) {
-        PyErr_SetString(PyExc_OverflowError, "connect(): port must be 0-65535.");
-        return -1;
+        return 2;
     }
     *port = (uint16_t)v;
     return 1;
+}
+
+/* The port was out of range (port_from_py() said 2) and the host is
+ * numeric: what the socket module's connect() raises.  -1. */
+static int
+port_range_error(void)
+{
+    PyErr_SetString(PyExc_OverflowError, "connect(): port must be 0-65535.");
+    return -1;
 }
 
 /* A numeric host as a C string in buf; 0 if it is not one we can parse
@@ -385,9 +401,9 @@ rl_sockaddr_from_py(int family, PyObject *address,
     if (rc <= 0) {
         return rc;
     }
-    rc = port_from_py(PyTuple_GET_ITEM(address, 1), &port);
-    if (rc <= 0) {
-        return rc;
+    int prc = port_from_py(PyTuple_GET_ITEM(address, 1), &port);
+    if (prc <= 0) {
+        return prc;
     }
     if (family == AF_INET) {
         if (PyTuple_GET_SIZE(address) != 2) {
@@ -396,6 +412,9 @@ rl_sockaddr_from_py(int family, PyObject *address,
         struct sockaddr_in *in = (struct sockaddr_in *)ss;
         if (inet_pton(AF_INET, host, &in->sin_addr) != 1) {
             return 0;
+        }
+        if (prc == 2) {
+            return port_range_error();
         }
         in->sin_family = AF_INET;
         in->sin_port = htons(port);
@@ -408,6 +427,9 @@ rl_sockaddr_from_py(int family, PyObject *address,
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
     if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1) {
         return 0;
+    }
+    if (prc == 2) {
+        return port_range_error();
     }
     unsigned long flowinfo = 0, scope_id = 0;
     if (PyTuple_GET_SIZE(address) > 2) {

@@ -1405,9 +1405,11 @@ prepare(RlSockReq *req)
         return -1;
     }
     if (req->fd < 0) {
-        /* A closed socket: what sock.recv() & co raise. */
-        rl_raise_errno(-EBADF);
-        return -1;
+        /* A closed socket: the generic path, whose sock.recv() & co check
+         * their arguments first, as asyncio's (sock.recv(0) returns b"",
+         * a bad size raises ValueError/TypeError), then say EBADF. */
+        req->native = 0;
+        return 0;
     }
     if (req->kind == K_RECVFROM || req->kind == K_RECVFROM_INTO ||
         req->kind == K_SENDTO) {
@@ -2261,6 +2263,19 @@ conn_req_new(RlLoop *loop, int kind, PyObject *sock, PyObject *address)
     return req;
 }
 
+/* sock_connect() on a closed socket (sock_checks() gave INT32_MAX): once
+ * the address is checked, what asyncio's sock.connect() raises.  0, or -1
+ * raised. */
+static int
+conn_check_open(RlSockReq *req)
+{
+    if (req->fd == INT32_MAX) {
+        rl_raise_errno(-EBADF);
+        return -1;
+    }
+    return 0;
+}
+
 /* _sock_connect(sock, address): the request, or, for a host name or a
  * family parsed in Python only, the _sock_connect_slow() coroutine. */
 static PyObject *
@@ -2278,6 +2293,9 @@ Loop_sock_connect(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
     }
     int rc = rl_sockaddr_from_py(req->family, address, &req->ss,
                                  &req->sslen);
+    if (rc > 0 && conn_check_open(req) < 0) {
+        rc = -1;
+    }
     if (rc <= 0) {
         Py_DECREF(req);
         if (rc < 0) {
@@ -2309,6 +2327,9 @@ Loop__sock_connect_resolved(RlLoop *self, PyObject *const *args,
     }
     int rc = rl_sockaddr_from_py(req->family, address, &req->ss,
                                  &req->sslen);
+    if (rc > 0 && conn_check_open(req) < 0) {
+        rc = -1;
+    }
     if (rc <= 0) {
         if (rc == 0) {
             PyErr_Format(PyExc_ValueError, "cannot connect to %R", address);

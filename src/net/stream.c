@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1436,8 +1437,54 @@ stream_set_protocol(RlStream *t, PyObject *protocol)
     return 0;
 }
 
+/* A write buffer limit as a size_t for our comparisons with the (integer)
+ * buffer size: asyncio stores whatever passed `high >= low >= 0` and
+ * compares it with the size, so an int is clamped to SIZE_MAX and a float
+ * (or what converts to one: Fraction, Decimal) is floored, +inf giving
+ * SIZE_MAX -- `size > x` and `size <= x` then decide as with x itself.
+ * 0, or -1 raised (an object that is neither). */
 static int
-set_limits(RlStream *t, PyObject *high_o, PyObject *low_o)
+limit_as_size(PyObject *o, size_t *out)
+{
+    PyObject *i = PyNumber_Index(o);
+    if (i != NULL) {
+        size_t v = PyLong_AsSize_t(i);
+        Py_DECREF(i);
+        if (v == (size_t)-1 && PyErr_Occurred()) {
+            PyErr_Clear(); /* (negative is refused before) */
+            v = SIZE_MAX;
+        }
+        *out = v;
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+        return -1;
+    }
+    PyErr_Clear();
+    double d = PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    d = floor(d);
+    if (!(d >= 0)) {
+        *out = 0; /* (not reached: `low >= 0` was checked) */
+    }
+    else if (d >= (double)SIZE_MAX) {
+        *out = SIZE_MAX;
+    }
+    else {
+        *out = (size_t)d;
+    }
+    return 0;
+}
+
+/* asyncio's _FlowControlMixin._set_write_buffer_limits(): the limits as
+ * asyncio keeps them (*high, *low: new references) and as size_t for our
+ * comparisons (*h, *l).  Streams and datagram transports.  0, or -1
+ * raised. */
+int
+rl_net_write_limits(PyObject *high_o, PyObject *low_o, PyObject **high_out,
+                    PyObject **low_out, size_t *h, size_t *l)
 {
     PyObject *high = NULL, *low = NULL, *four = NULL;
     int rc = -1;
@@ -1487,37 +1534,11 @@ set_limits(RlStream *t, PyObject *high_o, PyObject *low_o)
                      low);
         goto done;
     }
-    size_t h, l;
-    PyObject *hi = PyNumber_Index(high), *lo = PyNumber_Index(low);
-    if (hi == NULL || lo == NULL) {
-        /* floats: compare as asyncio does, store truncated */
-        PyErr_Clear();
-        Py_XDECREF(hi);
-        Py_XDECREF(lo);
-        hi = PyNumber_Long(high);
-        lo = PyNumber_Long(low);
-        if (hi == NULL || lo == NULL) {
-            Py_XDECREF(hi);
-            Py_XDECREF(lo);
-            goto done;
-        }
+    if (limit_as_size(high, h) < 0 || limit_as_size(low, l) < 0) {
+        goto done;
     }
-    h = PyLong_AsSize_t(hi);
-    if (h == (size_t)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        h = SIZE_MAX;
-    }
-    l = PyLong_AsSize_t(lo);
-    if (l == (size_t)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        l = SIZE_MAX;
-    }
-    Py_DECREF(hi);
-    Py_DECREF(lo);
-    t->high = h;
-    t->low = l;
-    Py_XSETREF(t->aio_high_water, high);
-    Py_XSETREF(t->aio_low_water, low);
+    *high_out = high;
+    *low_out = low;
     high = low = NULL;
     rc = 0;
 done:
@@ -1525,6 +1546,21 @@ done:
     Py_XDECREF(low);
     Py_XDECREF(four);
     return rc;
+}
+
+static int
+set_limits(RlStream *t, PyObject *high_o, PyObject *low_o)
+{
+    PyObject *high, *low;
+    size_t h, l;
+    if (rl_net_write_limits(high_o, low_o, &high, &low, &h, &l) < 0) {
+        return -1;
+    }
+    t->high = h;
+    t->low = l;
+    Py_XSETREF(t->aio_high_water, high);
+    Py_XSETREF(t->aio_low_water, low);
+    return 0;
 }
 
 /* asyncio's _maybe_pause_protocol(). */

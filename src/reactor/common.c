@@ -8,8 +8,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 volatile unsigned long rl_reactor_fork_generation;
 
@@ -38,12 +40,22 @@ rl_reactor_init_header(rl_reactor *r, const rl_reactor_ops *ops,
     }
     r->ops = ops;
     r->kind = kind;
+    r->probe_fd = -1;
     r->fork_gen = rl_reactor_fork_generation;
     return -rc;
 }
 
+void
+rl_reactor_release_header(rl_reactor *r)
+{
+    if (r->probe_fd >= 0) {
+        close(r->probe_fd);
+        r->probe_fd = -1;
+    }
+}
+
 int
-rl_reactor_check_fd(int fd)
+rl_reactor_check_fd(rl_reactor *r, int fd)
 {
     struct stat st;
     if (fd < 0) {
@@ -52,11 +64,37 @@ rl_reactor_check_fd(int fd)
     if (fstat(fd, &st) != 0) {
         return -errno;
     }
-    /* epoll_ctl() refuses regular files and directories with EPERM; the
-     * io_uring backend follows so both backends raise the same error. */
+    /* Sockets and pipes can always be polled; regular files and
+     * directories never (epoll_ctl() refuses them with EPERM). */
+    if (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode)) {
+        return 0;
+    }
     if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
         return -EPERM;
     }
+    /* The rest (character and block devices, eventfd, timerfd, signalfd,
+     * epoll, pidfd, ...) depends on the driver: whether its file has a
+     * poll method is what epoll_ctl() tests (EPERM without one, e.g.
+     * /dev/null, /dev/zero), so ask it the same question, in a set of our
+     * own.  Both backends then refuse what asyncio's epoll refuses, and the
+     * io_uring backend no longer arms a POLL that completes at once with
+     * the driver's default mask. */
+    if (r->probe_fd < 0) {
+        r->probe_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (r->probe_fd < 0) {
+            return 0; /* no verdict: accept, as before */
+        }
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    if (epoll_ctl(r->probe_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        int e = errno;
+        /* EPERM: no poll method; EBADF: closed meanwhile.  Anything else
+         * (ENOMEM, ENOSPC: out of watches; ELOOP) is about our set, not
+         * about the fd: no verdict. */
+        return e == EPERM || e == EBADF ? -e : 0;
+    }
+    (void)epoll_ctl(r->probe_fd, EPOLL_CTL_DEL, fd, &ev);
     return 0;
 }
 

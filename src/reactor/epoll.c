@@ -677,6 +677,7 @@ ep_destroy(rl_reactor *base)
     if (r->efd >= 0) {
         close(r->efd);
     }
+    rl_reactor_release_header(&r->hdr);
     free(r->fds);
     free(r->events);
     free(r);
@@ -746,7 +747,7 @@ ep_submit(rl_reactor *base, rl_op *op)
         return -EINVAL;
     }
     if (op->flags & RL_OPF_CHECK_FD) {
-        int rc = rl_reactor_check_fd(op->fd);
+        int rc = rl_reactor_check_fd(&r->hdr, op->fd);
         if (rc < 0) {
             return rc;
         }

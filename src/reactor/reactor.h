@@ -260,6 +260,10 @@ struct rl_reactor {
     /* rl_reactor_fork_generation when the reactor was created: a forked
      * child sees a different value (see rl_reactor_forked). */
     unsigned long fork_gen;
+    /* A private epoll set, made when first needed, in which
+     * rl_reactor_check_fd() tries the fds it cannot judge by their type;
+     * closed by rl_reactor_release_header().  -1: none. */
+    int probe_fd;
 };
 
 /* Fork.  A child made by fork() inherits the reactor's memory, but the
@@ -291,6 +295,9 @@ extern volatile unsigned long rl_reactor_fork_generation;
  * -errno. */
 int rl_reactor_init_header(rl_reactor *r, const rl_reactor_ops *ops,
                            rl_backend_kind kind);
+
+/* Release what the header holds (the probe epoll fd); from destroy(). */
+void rl_reactor_release_header(rl_reactor *r);
 
 /* Non-zero in a child forked after r was created. */
 static inline int
@@ -401,8 +408,12 @@ rl_fault_hit(rl_fault *f)
 }
 
 /* Helper both backends share: 0 if fd may be polled as epoll allows, else
- * -EBADF (not an open fd) or -EPERM (regular file or directory). */
-int rl_reactor_check_fd(int fd);
+ * -EBADF (not an open fd) or -EPERM (a file without poll support: regular
+ * files, directories, /dev/null and the like), exactly as asyncio's
+ * epoll_ctl(EPOLL_CTL_ADD) says: sockets and pipes pass by their type,
+ * regular files and directories fail by theirs, anything else is added to
+ * (and removed from) r's private probe epoll set. */
+int rl_reactor_check_fd(rl_reactor *r, int fd);
 
 /* A CONNECT result that says "settled, read SO_ERROR" (see RL_OP_CONNECT). */
 #define RL_CONNECT_SETTLED 1

@@ -1057,6 +1057,7 @@ uring_destroy(rl_reactor *r)
     }
     io_uring_queue_exit(&u->ring);
     close(u->efd);
+    rl_reactor_release_header(&u->hdr);
     if (u->inner != NULL) {
         /* its ops are the issuer's, as after an epoll destroy */
         rl_epoll_ops.destroy(u->inner);
@@ -1103,7 +1104,13 @@ submit_user_poll(rl_uring *u, rl_op *op)
             return err < 0 ? err : -ENOMEM;
         }
     }
-    return rl_epoll_ops.submit(u->inner, op);
+    /* (checked by uring_submit() already: the inner set need not probe
+     * again, with a probe fd of its own) */
+    uint8_t flags = op->flags;
+    op->flags = (uint8_t)(flags & ~RL_OPF_CHECK_FD);
+    int rc = rl_epoll_ops.submit(u->inner, op);
+    op->flags = flags;
+    return rc;
 }
 
 /* Before a wait: apply the inner set's registration changes and keep one
@@ -1194,7 +1201,7 @@ uring_submit(rl_reactor *r, rl_op *op)
     if (op->kind == RL_OP_POLL && (op->flags & RL_OPF_CHECK_FD)) {
         /* before submit_user_poll() may create the inner epoll fd, which
          * could take the number of a closed fd */
-        rc = rl_reactor_check_fd(op->fd);
+        rc = rl_reactor_check_fd(&u->hdr, op->fd);
         if (rc < 0) {
             return rc;
         }
