@@ -427,3 +427,247 @@ def test_subprocess_pipes_enlarged_only_for_the_first_children(loop):
         return size
 
     assert run(loop, main()) == default
+
+
+# -- the native read pipe transport (issue 11): asyncio's semantics ---------------
+
+
+def _read_pipe(loop, protocol_factory=None):
+    rfd, wfd = os.pipe()
+    pipeobj = open(rfd, "rb", buffering=0)
+    factory = protocol_factory or (lambda: Recorder(loop))
+    tr, pr = run(loop, loop.connect_read_pipe(factory, pipeobj))
+    return tr, pr, pipeobj, wfd
+
+
+def test_read_pipe_sets_nonblocking_and_connects_through_call_soon(loop):
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, True)
+    pipeobj = open(rfd, "rb", buffering=0)
+    pr = Recorder(loop)
+    waiter = loop.create_future()
+    tr = loop._make_read_pipe_transport(pipeobj, pr, waiter)
+    try:
+        assert not os.get_blocking(rfd)
+        assert pr.events == [] and not waiter.done()  # connection_made comes later
+        run_briefly(loop, 3)
+        assert pr.events == ["made"] and pr.transport is tr
+        assert waiter.done() and waiter.result() is None
+    finally:
+        tr.close()
+        run(loop, pr.lost)
+        os.close(wfd)
+
+
+def test_read_pipe_repr_states(loop):
+    tr, pr, pipeobj, wfd = _read_pipe(loop)
+    fd = pipeobj.fileno()
+    r = repr(tr)
+    assert r.startswith("<_UnixReadPipeTransport fd=%d " % fd), r
+    assert "closing" not in r and "closed" not in r
+    tr.close()
+    assert repr(tr).startswith("<_UnixReadPipeTransport closing fd=%d" % fd), repr(tr)
+    run(loop, pr.lost)
+    assert repr(tr) == "<_UnixReadPipeTransport closed fd=%d closed>" % fd
+    os.close(wfd)
+
+
+def test_read_pipe_extra_info_and_protocol(loop):
+    rfd, wfd = os.pipe()
+    pipeobj = open(rfd, "rb", buffering=0)
+    pr = Recorder(loop)
+    waiter = loop.create_future()
+    tr = loop._make_read_pipe_transport(pipeobj, pr, waiter, extra={"k": 1})
+
+    async def main():
+        await waiter
+        assert tr.get_extra_info("pipe") is pipeobj
+        assert tr.get_extra_info("k") == 1
+        assert tr.get_extra_info("socket") is None
+        assert tr.get_extra_info("nothing", 42) == 42
+        assert tr.get_protocol() is pr
+        other = Recorder(loop)
+        tr.set_protocol(other)
+        assert tr.get_protocol() is other
+        os.write(wfd, b"to the other")
+        await until(lambda: other.data == b"to the other")
+        assert pr.data == b""
+        tr.close()
+        assert await other.lost is None
+
+    run(loop, main())
+    os.close(wfd)
+
+
+def test_read_pipe_eof_closes_whatever_eof_received_answers(loop):
+    """A read pipe's EOF is the end: eof_received() returning True does not
+    keep it open (asyncio ignores the answer)."""
+
+    def factory():
+        p = Recorder(loop)
+        p.keep_open = True
+        return p
+
+    tr, pr, pipeobj, wfd = _read_pipe(loop, factory)
+
+    async def main():
+        os.write(wfd, b"x")
+        os.close(wfd)
+        assert await pr.eof == b"x"
+        assert tr.is_closing() and not tr.is_reading()
+        assert await pr.lost is None
+        assert pr.events == ["made", "data", "eof", "lost"]
+        assert pipeobj.closed
+
+    run(loop, main())
+
+
+def test_read_pipe_close_is_idempotent_and_stops_reading(loop):
+    tr, pr, pipeobj, wfd = _read_pipe(loop)
+
+    async def main():
+        tr.close()
+        tr.close()
+        assert tr.is_closing() and not tr.is_reading()
+        tr.pause_reading()  # no-ops once closing
+        tr.resume_reading()
+        assert not tr.is_reading()
+        os.write(wfd, b"too late")
+        assert await pr.lost is None
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert pr.events == ["made", "lost"] and pr.data == b""
+        assert pipeobj.closed
+
+    run(loop, main())
+    os.close(wfd)
+
+
+def test_read_pipe_data_received_error_is_reported_and_reading_goes_on(loop):
+    """An exception from data_received() goes to the exception handler (as a
+    failing reader callback) and the pipe keeps being read."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+
+    class P(Recorder):
+        def data_received(self, data):
+            super().data_received(data)
+            if data == b"boom":
+                raise ZeroDivisionError
+
+    try:
+        tr, pr, pipeobj, wfd = _read_pipe(loop, lambda: P(loop))
+
+        async def main():
+            os.write(wfd, b"boom")
+            await until(lambda: errors)
+            assert isinstance(errors[0]["exception"], ZeroDivisionError)
+            assert not tr.is_closing() and tr.is_reading()
+            os.write(wfd, b"more")
+            os.close(wfd)
+            assert await pr.eof == b"boommore"
+            assert await pr.lost is None
+
+        run(loop, main())
+        assert len(errors) == 1
+    finally:
+        loop.set_exception_handler(None)
+
+
+@pytest.mark.parametrize("err,reported", [(5, False), (9, True)])  # EIO, EBADF
+def test_read_pipe_fatal_error(loop, err, reported):
+    """_fatal_error(): EIO (a pty whose other side closed) is quiet, any
+    other error goes to the exception handler; both end the transport with
+    connection_lost(exc)."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    try:
+        tr, pr, pipeobj, wfd = _read_pipe(loop)
+        exc = OSError(err, os.strerror(err))
+        tr._fatal_error(exc, "Fatal read error on pipe transport")
+        assert tr.is_closing()
+        assert run(loop, pr.lost) is exc
+        assert pipeobj.closed
+        if reported:
+            assert len(errors) == 1
+            assert errors[0]["message"] == "Fatal read error on pipe transport"
+            assert errors[0]["exception"] is exc
+            assert errors[0]["transport"] is tr
+            assert errors[0]["protocol"] is pr
+        else:
+            assert errors == []
+        os.close(wfd)
+    finally:
+        loop.set_exception_handler(None)
+
+
+def test_read_pipe_close_on_closed_loop_raises():
+    lp = asyncio.new_event_loop() if os.environ.get("RINGLOOP_TEST_LOOP") == "asyncio" else None
+    if lp is None:
+        import ringloop
+
+        lp = ringloop.new_event_loop()
+    rfd, wfd = os.pipe()
+    pipeobj = open(rfd, "rb", buffering=0)
+    try:
+        tr, pr = lp.run_until_complete(lp.connect_read_pipe(lambda: Recorder(lp), pipeobj))
+        lp.close()
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            tr.close()
+        # Never closed then: collected with a warning (as asyncio's).
+        with pytest.warns(ResourceWarning, match="unclosed transport"):
+            del tr, pr
+            import gc
+
+            gc.collect()
+    finally:
+        pipeobj.close()
+        os.close(wfd)
+
+
+@pytest.mark.ringloop_only
+def test_read_pipe_is_native_unless_asked_for_python(loop):
+    import subprocess
+    import sys
+
+    tr, pr, pipeobj, wfd = _read_pipe(loop)
+    assert type(tr).__module__ == "ringloop._core"
+    assert type(tr).__name__ == "_UnixReadPipeTransport"
+    assert isinstance(tr, asyncio.ReadTransport)
+    tr.close()
+    run(loop, pr.lost)
+    os.close(wfd)
+    code = (
+        "import asyncio, os, ringloop\n"
+        "async def main():\n"
+        "    r, w = os.pipe()\n"
+        "    tr, _ = await asyncio.get_running_loop().connect_read_pipe(\n"
+        "        asyncio.Protocol, open(r, 'rb', buffering=0))\n"
+        "    print(type(tr).__module__, tr.is_reading())\n"
+        "    tr.close(); os.close(w)\n"
+        "ringloop.run(main())\n"
+    )
+    env = dict(os.environ, RINGLOOP_PIPE_PYTHON="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["ringloop._proc", "True"]
+
+
+def test_read_pipe_forgotten_pipe_is_not_closed_again(loop):
+    """Code that closed the pipe itself sets transport._pipe = None (as
+    CPython's tests do): then the transport reads as closed and nothing is
+    closed or warned about when it is collected."""
+    import gc
+    import warnings
+
+    tr, pr, pipeobj, wfd = _read_pipe(loop)
+    tr.pause_reading()
+    pipeobj.close()
+    tr._pipe = None
+    assert tr._pipe is None
+    assert "closed" in repr(tr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        del tr, pr
+        gc.collect()
+    os.close(wfd)

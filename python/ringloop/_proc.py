@@ -75,6 +75,9 @@ class _Child:
 # StreamReader wake-up per 64 KiB (0.46-0.61x uvloop, which reads until
 # EAGAIN).  Bounded so that a writer as fast as us cannot hold the loop.
 _PIPE_READS_PER_WAKEUP = 16
+# RINGLOOP_PIPE_PYTHON=1: asyncio's own pipe transports (the classes
+# below) instead of the native ones (for comparison, and as an escape hatch).
+_PIPE_PYTHON = os.environ.get("RINGLOOP_PIPE_PYTHON", "") not in ("", "0")
 # Writes per writability wake-up of a write pipe transport, likewise.
 _PIPE_WRITES_PER_WAKEUP = 16
 
@@ -101,6 +104,10 @@ class _UnixReadPipeTransport(unix_events._UnixReadPipeTransport):
             self._protocol.data_received(data)
             if self._paused or self._closing:
                 return
+
+    def is_reading(self):
+        # Not on every 3.11 (Debian's 3.11.2 lacks it).
+        return not self._paused and not self._closing
 
     def _eof(self):
         # What asyncio's _read_ready does on EOF, in its order.
@@ -181,7 +188,9 @@ class ProcMixin:
     connect_write_pipe = _BaseLoop.connect_write_pipe
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return _UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
+        if _PIPE_PYTHON:
+            return _UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
+        return self._rl_make_pipe_transport(0, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
         return _UnixWritePipeTransport(self, pipe, protocol, waiter, extra)

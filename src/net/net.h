@@ -59,6 +59,7 @@ struct rl_netop {
  * inside rl_state as `st->net`; ops.c's traverse/clear mirror it. */
 typedef struct rl_net_state {
     PyTypeObject *StreamType;    /* ringloop._core.StreamTransport */
+    PyTypeObject *ReadPipeType;  /* ringloop._core._UnixReadPipeTransport */
     PyTypeObject *ListenerType;  /* a listening socket's accept machinery */
     /* cached stdlib objects (strong) */
     PyObject *socket_socket;       /* socket.socket */

@@ -540,6 +540,13 @@ Loop__make_socket_transport(RlLoop *self, PyObject *const *args,
 }
 
 static PyObject *
+Loop__rl_make_pipe_transport(RlLoop *self, PyObject *const *args,
+                             Py_ssize_t nargs)
+{
+    return rl_pipe_make_transport(self, args, nargs);
+}
+
+static PyObject *
 Loop__listener(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return rl_listener_new(self, args, nargs);
@@ -568,6 +575,8 @@ static PyMethodDef net_loop_methods[] = {
     {"_make_socket_transport", RL_CFUNC(Loop__make_socket_transport),
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_listener", RL_CFUNC(Loop__listener), METH_FASTCALL, NULL},
+    {"_rl_make_pipe_transport", RL_CFUNC(Loop__rl_make_pipe_transport),
+     METH_FASTCALL, NULL},
     {"_net_counters", (PyCFunction)Loop__net_counters, METH_NOARGS, NULL},
     {"_net_leaked", (PyCFunction)Loop__net_leaked, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -681,6 +690,7 @@ net_module_traverse(rl_state *st, visitproc visit, void *arg)
         return 0;
     }
     Py_VISIT(ns->StreamType);
+    Py_VISIT(ns->ReadPipeType);
     Py_VISIT(ns->ListenerType);
     Py_VISIT(ns->socket_socket);
     Py_VISIT(ns->aio_TransportSocket);
@@ -733,6 +743,7 @@ net_module_clear(rl_state *st)
         return;
     }
     Py_CLEAR(ns->StreamType);
+    Py_CLEAR(ns->ReadPipeType);
     Py_CLEAR(ns->ListenerType);
     Py_CLEAR(ns->socket_socket);
     Py_CLEAR(ns->aio_TransportSocket);

@@ -30,12 +30,14 @@
 #include "net_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <structmember.h>
@@ -55,6 +57,14 @@
  * Measured (ARCHITECTURE.md): the same CPU per 1 KiB round trip as a RECV
  * into a pinned buffer, and no buffer per idle connection. */
 #define RBUF_SIZE (64 * 1024)
+
+/* Pipes (t->pipe) are read on readiness only, as asyncio does, with reads
+ * of up to asyncio's max_size, until the pipe is empty but at most
+ * PIPE_READS_PER_WAKEUP reads per wake-up (one read per wake-up moved
+ * 64 KiB per loop iteration through a default pipe; bounded so that a
+ * writer as fast as us cannot hold the loop). */
+#define PIPE_RBUF_SIZE (256 * 1024)
+#define PIPE_READS_PER_WAKEUP 16
 
 /* A write of at most this many bytes that must be queued is copied into a
  * chunk of our own (coalescing small writes); larger bytes objects are
@@ -161,6 +171,13 @@ static int
 report_and_fatal(RlStream *t, PyObject *exc, const char *msg)
 {
     return fatal_error(t, exc, msg);
+}
+
+static const char *
+read_error_msg(RlStream *t)
+{
+    return t->pipe ? "Fatal read error on pipe transport"
+                   : "Fatal read error on socket transport";
 }
 
 /* The current exception ends the transport (Python context): asyncio's
@@ -754,6 +771,38 @@ on_eof(RlStream *t)
     return 0;
 }
 
+/* EOF on a read pipe: asyncio's read pipe stops reading and schedules
+ * eof_received() (through a Handle; its answer is ignored) and then
+ * connection_lost(None). */
+static int
+pipe_eof(RlStream *t)
+{
+    RlLoop *loop = t->loop;
+    rl_state *st = loop->st;
+    t->eof_seen = 1;
+    if (loop->debug) {
+        PyObject *lvl = PyUnicode_FromString("info");
+        if (lvl == NULL ||
+            rl_net_log(loop, lvl, "%r was closed by peer", (PyObject *)t,
+                       NULL) < 0) {
+            PyErr_WriteUnraisable((PyObject *)t);
+        }
+        Py_XDECREF(lvl);
+    }
+    t->closing = 1;
+    PyObject *cb = PyObject_GetAttr(t->protocol, st->net->str_eof_received);
+    if (cb == NULL) {
+        return fatal_current(t, read_error_msg(t));
+    }
+    RlHandle *h = rl_handle_new(loop, 0, cb, NULL, 0, t->context);
+    Py_DECREF(cb);
+    if (h == NULL || rl_loop_push_handle(loop, h) < 0) {
+        return fatal_current(t, read_error_msg(t));
+    }
+    schedule_lost(t, NULL);
+    return 0;
+}
+
 /* A readiness-mode read, now that POLLIN fired: into get_buffer()'s
  * buffer (BufferedProtocol) or the loop's scratch buffer (Protocol; then
  * *data gets a bytes of the exact size).  Returns bytes read, 0 at EOF,
@@ -787,6 +836,40 @@ read_now(RlStream *t, PyObject **data, size_t *cap)
         *cap = len;
         return (int32_t)n;
     }
+    if (t->pipe) {
+        /* Up to asyncio's max_size per read, into a bytes kept for the
+         * reads of this wake-up (dropped when the pipe is empty: an idle
+         * pipe holds no buffer); handed over as is when well filled,
+         * copied otherwise. */
+        if (t->rbuf == NULL) {
+            t->rbuf = PyBytes_FromStringAndSize(NULL, PIPE_RBUF_SIZE);
+            if (t->rbuf == NULL) {
+                return INT32_MIN;
+            }
+        }
+        do {
+            n = read(t->fd, PyBytes_AS_STRING(t->rbuf), PIPE_RBUF_SIZE);
+        } while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            Py_CLEAR(t->rbuf);
+            return n < 0 ? -errno : 0;
+        }
+        if (n <= PIPE_RBUF_SIZE / 4) {
+            *data = PyBytes_FromStringAndSize(PyBytes_AS_STRING(t->rbuf), n);
+            if (*data == NULL) {
+                return INT32_MIN;
+            }
+        }
+        else {
+            *data = t->rbuf;
+            t->rbuf = NULL;
+            if (n < PIPE_RBUF_SIZE && _PyBytes_Resize(data, n) < 0) {
+                return INT32_MIN;
+            }
+        }
+        *cap = PIPE_RBUF_SIZE;
+        return (int32_t)n;
+    }
     rl_loop_net *ln = t->loop->net;
     if (ln->scratch == NULL) {
         ln->scratch = PyMem_Malloc(RBUF_SIZE);
@@ -795,7 +878,8 @@ read_now(RlStream *t, PyObject **data, size_t *cap)
         }
     }
     do {
-        n = recv(t->fd, ln->scratch, RBUF_SIZE, MSG_DONTWAIT);
+        n = t->pipe ? read(t->fd, ln->scratch, RBUF_SIZE)
+                    : recv(t->fd, ln->scratch, RBUF_SIZE, MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
         return n < 0 ? -errno : 0;
@@ -821,6 +905,7 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
     int polled = t->rop.op.kind == RL_OP_POLL;
     PyObject *data = NULL, *r = NULL;
     size_t cap = 0;
+    int rounds = 0;
 
     rl_netop_delivered(&t->rop);
     if (!polled && res > 0 && t->rbuf == NULL && t->rview == NULL) {
@@ -849,6 +934,7 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         goto out;
     }
     t->rstash = 0;
+again:
     if (polled) {
         if (res >= 0) {
             res = read_now(t, &data, &cap);
@@ -882,7 +968,10 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
             /* After a send failed on a reset, the socket reads as EOF
              * (the send consumed its error): the error wins, reported at
              * out, as asyncio's reader would have got it. */
-            if (!write_error_pending(t)) {
+            if (t->pipe) {
+                rc = pipe_eof(t);
+            }
+            else if (!write_error_pending(t)) {
                 rc = on_eof(t);
             }
             goto out;
@@ -891,12 +980,12 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         if (exc == NULL) {
             goto error;
         }
-        rc = fatal_error(t, exc, "Fatal read error on socket transport");
+        rc = fatal_error(t, exc, read_error_msg(t));
         Py_DECREF(exc);
         goto out;
     }
     /* Half the buffer or more: more is probably waiting, RECV next. */
-    t->rrecv = (size_t)res >= cap / 2;
+    t->rrecv = !t->pipe && (size_t)res >= cap / 2;
     if (t->rview != NULL) {
         Py_buffer *view = t->rview;
         PyObject *from = t->rview_proto;
@@ -940,6 +1029,14 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         }
     }
     Py_DECREF(r);
+    if (t->pipe && polled && ++rounds < PIPE_READS_PER_WAKEUP &&
+        !t->closing && !t->paused && !t->eof_seen && t->protocol != NULL) {
+        /* A pipe is read until it is empty (bounded): see PIPE_RBUF_SIZE */
+        Py_CLEAR(data);
+        r = NULL;
+        res = 0;
+        goto again;
+    }
     if (!t->closing && !t->paused && !t->eof_seen) {
         rc = read_arm(t);
     }
@@ -955,6 +1052,21 @@ error_callback:
         }
         rl_err_set_raised(e);
         rc = -1;
+        goto out;
+    }
+    if (t->pipe) {
+        /* asyncio's read pipe lets it out of its reader callback: the
+         * Handle reports it, and the reader stays. */
+        PyObject *e = rl_err_get_raised();
+        rc = rl_net_report(loop,
+                           "Exception in callback "
+                           "_UnixReadPipeTransport._read_ready()",
+                           e, st->net->str_transport, a,
+                           st->net->str_protocol, t->protocol);
+        Py_XDECREF(e);
+        if (rc == 0 && !t->closing && !t->paused) {
+            rc = read_arm(t);
+        }
         goto out;
     }
     {
@@ -975,7 +1087,9 @@ error_getbuf:
     {
         PyObject *e = rl_err_get_raised();
         rc = report_and_fatal(
-            t, e, "Fatal error: protocol.get_buffer() call failed.");
+            t, e,
+            t->pipe ? read_error_msg(t)
+                    : "Fatal error: protocol.get_buffer() call failed.");
         Py_XDECREF(e);
     }
     goto out;
@@ -985,11 +1099,14 @@ error:
     }
     else {
         PyObject *e = rl_err_get_raised();
-        rc = report_and_fatal(t, e, "Fatal read error on socket transport");
+        rc = report_and_fatal(t, e, read_error_msg(t));
         Py_XDECREF(e);
     }
 out:
     Py_XDECREF(data);
+    if (t->pipe) {
+        Py_CLEAR(t->rbuf); /* only kept within a wake-up */
+    }
     if (write_error_pending(t)) {
         /* write_error_fn left it to us (a read result was queued). */
         if (rc == 0) {
@@ -1201,7 +1318,7 @@ read_arm(RlStream *t)
         /* A result that arrived while paused: deliver it first. */
         Py_INCREF(t);
         if (rl_netop_queue(t->loop, &t->rop, read_fn, (PyObject *)t) < 0) {
-            return fatal_current(t, "Fatal read error on socket transport");
+            return fatal_current(t, read_error_msg(t));
         }
         t->rstash = 0;
         return 0;
@@ -1246,12 +1363,12 @@ read_arm(RlStream *t)
                 }
                 PyObject *e = rl_err_get_raised();
                 int r = report_and_fatal(
-                    t, e, "Fatal read error on socket transport");
+                    t, e, read_error_msg(t));
                 Py_XDECREF(e);
                 return r;
             }
         }
-        op->kind = RL_OP_RECV;
+        op->kind = t->pipe ? RL_OP_READ : RL_OP_RECV;
         op->u.io.buf = PyBytes_AS_STRING(t->rbuf);
         op->u.io.len = RBUF_SIZE;
         op->u.io.msg_flags = 0;
@@ -1262,9 +1379,9 @@ read_arm(RlStream *t)
         rop_forget(&t->rop);
         PyObject *exc = rl_net_oserror(rc, NULL);
         if (exc == NULL) {
-            return fatal_current(t, "Fatal read error on socket transport");
+            return fatal_current(t, read_error_msg(t));
         }
-        int r = fatal_error(t, exc, "Fatal read error on socket transport");
+        int r = fatal_error(t, exc, read_error_msg(t));
         Py_DECREF(exc);
         return r;
     }
@@ -1388,7 +1505,15 @@ fatal_error(RlStream *t, PyObject *exc, const char *msg)
 {
     rl_state *st = t->loop->st;
     int rc = 0;
-    if (exc != NULL && PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
+    int quiet =
+        exc != NULL && PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError);
+    if (quiet && t->pipe == RL_PIPE_READ) {
+        /* asyncio's read pipe: only EIO (a pty whose other side closed) */
+        quiet = ((PyOSErrorObject *)exc)->myerrno != NULL &&
+                PyLong_Check(((PyOSErrorObject *)exc)->myerrno) &&
+                PyLong_AsLong(((PyOSErrorObject *)exc)->myerrno) == EIO;
+    }
+    if (quiet) {
         if (t->loop->debug) {
             PyObject *m = PyUnicode_FromString(msg);
             if (m != NULL) {
@@ -1431,7 +1556,8 @@ stream_set_protocol(RlStream *t, PyObject *protocol)
         return -1;
     }
     Py_XSETREF(t->protocol, Py_NewRef(protocol));
-    t->buffered = (uint8_t)b;
+    /* asyncio's pipe transports only know data_received() */
+    t->buffered = t->pipe ? 0 : (uint8_t)b;
     t->protocol_connected = 1;
     return 0;
 }
@@ -1556,18 +1682,19 @@ maybe_pause_protocol(RlStream *t)
     return 0;
 }
 
-RlStream *
-rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
+static RlStream *
+transport_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
               PyObject *waiter, PyObject *server, PyObject *extra,
-              PyObject *ctx, int now)
+              PyObject *ctx, int now, uint8_t pipe)
 {
     rl_state *st = loop->st;
-    PyTypeObject *tp = st->net->StreamType;
+    PyTypeObject *tp = pipe ? st->net->ReadPipeType : st->net->StreamType;
     RlStream *t = (RlStream *)tp->tp_alloc(tp, 0);
     if (t == NULL) {
         Py_XDECREF(ctx);
         return NULL;
     }
+    t->pipe = pipe;
     t->loop = loop;
     t->aio_loop = Py_NewRef((PyObject *)loop);
     t->aio_protocol_paused = Py_NewRef(Py_False);
@@ -1598,10 +1725,11 @@ rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
     t->owns_sock = 1;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+    if (!pipe && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
         t->family = ss.ss_family;
     }
-    if (rl_net_fdmap_set(loop, fd, t) < 0) {
+    /* asyncio's loop._transports has no pipes */
+    if (!pipe && rl_net_fdmap_set(loop, fd, t) < 0) {
         t->fd = -1;
         Py_CLEAR(t->sock);
         goto error;
@@ -1681,6 +1809,15 @@ error:
     return NULL;
 }
 
+RlStream *
+rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
+              PyObject *waiter, PyObject *server, PyObject *extra,
+              PyObject *ctx, int now)
+{
+    return transport_new(loop, fd, sock, protocol, waiter, server, extra, ctx,
+                         now, 0);
+}
+
 static int
 sock_fileno(rl_state *st, PyObject *sock, int *fd)
 {
@@ -1753,6 +1890,66 @@ rl_stream_make_transport(RlLoop *loop, PyObject *const *args,
     }
     return (PyObject *)rl_stream_new(loop, fd, sock, protocol, waiter,
                                      server, extra, NULL, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* pipes: the stream transport in pipe mode (t->pipe), behind types of
+ * their own with asyncio's pipe API.  See ARCHITECTURE.md, "Pipes". */
+
+PyObject *
+rl_pipe_make_transport(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    rl_state *st = loop->st;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_rl_make_pipe_transport(kind, pipe, protocol, "
+                        "waiter, extra)");
+        return NULL;
+    }
+    long kind = PyLong_AsLong(args[0]);
+    if (kind == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (kind != 0) {
+        PyErr_SetString(PyExc_ValueError, "unknown pipe transport kind");
+        return NULL;
+    }
+    PyObject *pipe = args[1], *protocol = args[2], *waiter = args[3];
+    PyObject *extra = args[4];
+    int fd;
+    if (sock_fileno(st, pipe, &fd) < 0) {
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (!S_ISFIFO(sb.st_mode) && !S_ISSOCK(sb.st_mode) &&
+        !S_ISCHR(sb.st_mode)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "Pipe transport is for pipes/sockets only.");
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) &&
+                   fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (rl_loop_check_closed(loop) < 0) {
+        return NULL;
+    }
+    PyObject *ex = extra == Py_None ? PyDict_New() : PyDict_Copy(extra);
+    if (ex == NULL) {
+        return NULL;
+    }
+    if (PyDict_SetItemString(ex, "pipe", pipe) < 0) {
+        Py_DECREF(ex);
+        return NULL;
+    }
+    RlStream *t = transport_new(loop, fd, pipe, protocol, waiter, NULL, ex,
+                                NULL, 0, RL_PIPE_READ);
+    Py_DECREF(ex);
+    return (PyObject *)t;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -2543,6 +2740,218 @@ static PyType_Spec Stream_spec = {
     .slots = Stream_slots,
 };
 
+/* -- the read pipe type: asyncio's _UnixReadPipeTransport API -- */
+
+static PyObject *
+Pipe_repr(RlStream *t)
+{
+    /* asyncio: closed once connection_lost() ran (its _pipe is None);
+     * "open" rather than polling/idle, as on a loop without a selector */
+    const char *name = _PyType_Name(Py_TYPE(t));
+    int fd = t->rop.op.fd;
+    if (t->lost_done || t->sock == NULL) {
+        return PyUnicode_FromFormat("<%s closed fd=%d closed>", name, fd);
+    }
+    return PyUnicode_FromFormat("<%s%s fd=%d open>", name,
+                                t->closing ? " closing" : "", fd);
+}
+
+static PyObject *
+Pipe_get_extra_info(RlStream *t, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"name", "default", NULL};
+    PyObject *name, *dflt = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:get_extra_info", kwlist,
+                                     &name, &dflt)) {
+        return NULL;
+    }
+    if (t->aio_extra == NULL) {
+        if (PyObject_Hash(name) == -1) {
+            return NULL;
+        }
+        return Py_NewRef(dflt);
+    }
+    PyObject *v = PyDict_GetItemWithError(t->aio_extra, name);
+    if (v == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(dflt);
+    }
+    return Py_NewRef(v);
+}
+
+/* _fatal_error(exc, message='Fatal error on pipe transport') */
+static PyObject *
+Pipe__fatal_error(RlStream *t, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"exc", "message", NULL};
+    PyObject *exc;
+    const char *msg = "Fatal error on pipe transport";
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|s:_fatal_error", kwlist,
+                                     &exc, &msg)) {
+        return NULL;
+    }
+    if (t->conn_lost) {
+        Py_RETURN_NONE;
+    }
+    if (loop_is_closed(t)) {
+        t->closing = 1;
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    if (fatal_error(t, exc == Py_None ? NULL : exc, msg) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Pipe_get_pipe(RlStream *t, void *Py_UNUSED(c))
+{
+    return Py_NewRef(t->sock != NULL && !t->lost_done ? t->sock : Py_None);
+}
+
+/* asyncio code (CPython's tests) sets _pipe = None to forget a pipe it
+ * closed itself: then there is nothing left to close or warn about. */
+static int
+Pipe_set_pipe(RlStream *t, PyObject *v, void *Py_UNUSED(c))
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _pipe");
+        return -1;
+    }
+    if (v != Py_None) {
+        Py_XSETREF(t->sock, Py_NewRef(v));
+        return 0;
+    }
+    Py_CLEAR(t->sock);
+    if (t->fd >= 0) {
+        t->fd = -1;
+        if (t->loop->net->ntransports > 0) {
+            t->loop->net->ntransports--;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+Pipe_get_fileno(RlStream *t, void *Py_UNUSED(c))
+{
+    return PyLong_FromLong(t->rop.op.fd);
+}
+
+static PyObject *
+Pipe_get_loop(RlStream *t, void *Py_UNUSED(c))
+{
+    /* asyncio drops it once connection_lost() ran */
+    return Py_NewRef(t->lost_done || t->aio_loop == NULL ? Py_None
+                                                         : t->aio_loop);
+}
+
+static PyObject *
+Pipe_get_paused(RlStream *t, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(t->paused);
+}
+
+#define NOARGS(name, fn, doc) {name, (PyCFunction)(fn), METH_NOARGS, doc}
+
+static PyMethodDef ReadPipe_methods[] = {
+    NOARGS("close", Stream_close, NULL),
+    NOARGS("is_closing", Stream_is_closing, NULL),
+    NOARGS("is_reading", Stream_is_reading, NULL),
+    NOARGS("pause_reading", Stream_pause_reading, NULL),
+    NOARGS("resume_reading", Stream_resume_reading, NULL),
+    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
+    NOARGS("get_protocol", Stream_get_protocol, NULL),
+    {"get_extra_info", (PyCFunction)(void (*)(void))Pipe_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_fatal_error", (PyCFunction)(void (*)(void))Pipe__fatal_error,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    NOARGS("_state", Stream__state, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
+#undef NOARGS
+
+static PyGetSetDef ReadPipe_getset[] = {
+    {"_pipe", (getter)Pipe_get_pipe, (setter)Pipe_set_pipe, NULL, NULL},
+    {"_fileno", (getter)Pipe_get_fileno, NULL, NULL, NULL},
+    {"_protocol", (getter)Stream_get_protocol_attr, NULL, NULL, NULL},
+    {"_closing", (getter)Stream_get_closing, NULL, NULL, NULL},
+    {"_paused", (getter)Pipe_get_paused, NULL, NULL, NULL},
+    {"_loop", (getter)Pipe_get_loop, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot ReadPipe_slots[] = {
+    {Py_tp_dealloc, Stream_dealloc},
+    {Py_tp_finalize, Stream_finalize},
+    {Py_tp_traverse, Stream_traverse},
+    {Py_tp_clear, Stream_clear},
+    {Py_tp_repr, Pipe_repr},
+    {Py_tp_methods, ReadPipe_methods},
+    {Py_tp_getset, ReadPipe_getset},
+    {Py_tp_members, Stream_members},
+    {Py_tp_doc, "asyncio's read pipe transport with a native core."},
+    {0, NULL},
+};
+
+static PyType_Spec ReadPipe_spec = {
+    .name = "ringloop._core._UnixReadPipeTransport",
+    .basicsize = sizeof(RlStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ReadPipe_slots,
+};
+
+/* Whether asyncio.transports.ReadTransport has the layout our struct
+ * starts with (BaseTransport's one slot, _extra, first): then it can be
+ * the read pipe's base, as it is asyncio's. */
+static int
+readtransport_layout_ok(PyTypeObject *base)
+{
+    if (base->tp_basicsize != (Py_ssize_t)offsetof(RlStream, aio_high_water) ||
+        base->tp_itemsize != 0 || base->tp_dictoffset != 0 ||
+        base->tp_weaklistoffset != 0) {
+        return 0;
+    }
+    PyObject *d = PyObject_GetAttrString((PyObject *)base, "_extra");
+    if (d == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)d)->d_member->offset ==
+                 (Py_ssize_t)offsetof(RlStream, aio_extra) &&
+             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    Py_DECREF(d);
+    return ok;
+}
+
+static int
+pipe_init_types(PyObject *module, rl_state *st)
+{
+    PyObject *mod = PyImport_ImportModule("asyncio.transports");
+    if (mod == NULL) {
+        return -1;
+    }
+    PyObject *base = PyObject_GetAttrString(mod, "ReadTransport");
+    Py_DECREF(mod);
+    if (base == NULL) {
+        PyErr_Clear();
+    }
+    else if (!PyType_Check(base) ||
+             !readtransport_layout_ok((PyTypeObject *)base)) {
+        Py_CLEAR(base);
+    }
+    st->net->ReadPipeType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &ReadPipe_spec, base);
+    Py_XDECREF(base);
+    if (st->net->ReadPipeType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->net->ReadPipeType);
+}
+
 /* Whether asyncio.transports._FlowControlMixin has exactly the layout our
  * struct mirrors (its bases' __slots__ at these offsets, no dict, no
  * weakrefs): then it can be our base. */
@@ -2602,5 +3011,8 @@ rl_stream_init_type(PyObject *module, rl_state *st)
     if (st->net->StreamType == NULL) {
         return -1;
     }
-    return PyModule_AddType(module, st->net->StreamType);
+    if (PyModule_AddType(module, st->net->StreamType) < 0) {
+        return -1;
+    }
+    return pipe_init_types(module, st);
 }
