@@ -671,3 +671,227 @@ def test_read_pipe_forgotten_pipe_is_not_closed_again(loop):
         del tr, pr
         gc.collect()
     os.close(wfd)
+
+
+# -- the native write pipe transport (issue 11): asyncio's semantics --------------
+
+
+def _write_pipe(loop, protocol_factory=None):
+    rfd, wfd = os.pipe()
+    pipeobj = open(wfd, "wb", buffering=0)
+    factory = protocol_factory or (lambda: Recorder(loop))
+    tr, pr = run(loop, loop.connect_write_pipe(factory, pipeobj))
+    return tr, pr, pipeobj, rfd
+
+
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("read", "Pipe transport is for pipes/sockets only."),
+        ("write", "Pipe transport is only for pipes, sockets and character devices"),
+    ],
+)
+def test_regular_file_refused_with_asyncios_message(loop, tmp_path, kind, message):
+    path = tmp_path / "regular"
+    path.write_bytes(b"")
+    with open(path, "rb" if kind == "read" else "wb") as f:
+        connect = loop.connect_read_pipe if kind == "read" else loop.connect_write_pipe
+        with pytest.raises(ValueError) as info:
+            run(loop, connect(asyncio.Protocol, f))
+        assert str(info.value) == message
+
+
+def test_write_pipe_sets_nonblocking_repr_extra(loop):
+    rfd, wfd = os.pipe()
+    os.set_blocking(wfd, True)
+    pipeobj = open(wfd, "wb", buffering=0)
+    pr = Recorder(loop)
+    waiter = loop.create_future()
+    tr = loop._make_write_pipe_transport(pipeobj, pr, waiter, extra={"k": 2})
+    assert not os.get_blocking(wfd)
+    assert pr.events == [] and not waiter.done()  # connection_made comes later
+    run(loop, waiter)
+    assert pr.events == ["made"]
+    assert isinstance(tr, asyncio.WriteTransport)
+    assert tr.get_extra_info("pipe") is pipeobj and tr.get_extra_info("k") == 2
+    assert tr.get_extra_info("nothing", 7) == 7
+    assert repr(tr).startswith("<_UnixWritePipeTransport fd=%d " % wfd), repr(tr)
+    tr.close()
+    assert repr(tr).startswith("<_UnixWritePipeTransport closing fd=%d" % wfd), repr(tr)
+    assert run(loop, pr.lost) is None
+    assert repr(tr) == "<_UnixWritePipeTransport closed fd=%d closed>" % wfd
+    assert pipeobj.closed
+    os.close(rfd)
+
+
+def test_write_pipe_write_types_and_writelines(loop):
+    tr, pr, pipeobj, rfd = _write_pipe(loop)
+    with pytest.raises((TypeError, AssertionError)):  # asyncio asserts
+        tr.write("text")
+    with pytest.raises(TypeError):
+        tr.writelines([b"a", "text"])
+    tr.write(b"")
+    tr.writelines([b"ab", bytearray(b"cd"), memoryview(b"ef")])
+    tr.writelines([])
+    tr.close()
+    assert run(loop, pr.lost) is None
+    with open(rfd, "rb") as r:
+        assert r.read() == b"abcdef"
+
+
+def test_write_pipe_write_eof_drains_then_ends(loop):
+    """write_eof() is close(): what is queued still goes out, then
+    connection_lost(None); writes after it are dropped, not refused."""
+    tr, pr, pipeobj, rfd = _write_pipe(loop)
+    assert tr.can_write_eof()
+    payload = os.urandom(300_000)  # more than the pipe holds
+    tr.write(payload)
+    assert tr.get_write_buffer_size() > 0
+    tr.write_eof()
+    assert tr.is_closing()
+    tr.write(b"dropped")
+    tr.write_eof()
+    tr.close()
+    os.set_blocking(rfd, False)
+
+    async def read_all():
+        got = bytearray()
+        while True:
+            try:
+                data = os.read(rfd, 1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+                continue
+            if not data:
+                return bytes(got)
+            got += data
+
+    got = run(loop, read_all())
+    os.close(rfd)
+    assert run(loop, pr.lost) is None
+    assert bytes(got) == payload
+    assert pipeobj.closed
+
+
+def test_write_pipe_writes_after_close_dropped_with_warning(loop, caplog):
+    import logging
+
+    tr, pr, pipeobj, rfd = _write_pipe(loop)
+    tr.close()
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        for _ in range(5):
+            tr.write(b"x")
+        assert not [r for r in caplog.records if "pipe closed by peer" in r.getMessage()]
+        tr.write(b"x")
+        assert [r for r in caplog.records if "pipe closed by peer" in r.getMessage()]
+    assert run(loop, pr.lost) is None
+    with open(rfd, "rb") as r:
+        assert r.read() == b""
+
+
+def test_write_pipe_epipe_on_write(loop):
+    """The reader is gone before the first write: that write fails with
+    EPIPE and connection_lost() gets the BrokenPipeError (an OSError: not
+    reported to the exception handler)."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    try:
+        tr, pr, pipeobj, rfd = _write_pipe(loop)
+        os.close(rfd)
+        tr.write(b"into the void")
+        assert tr.is_closing()
+        exc = run(loop, pr.lost)
+        assert isinstance(exc, BrokenPipeError)
+        assert errors == []
+        assert pipeobj.closed
+    finally:
+        loop.set_exception_handler(None)
+
+
+def test_write_pipe_buffer_limits(loop):
+    tr, pr, pipeobj, rfd = _write_pipe(loop)
+    assert tr.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+    tr.set_write_buffer_limits(high=100)
+    assert tr.get_write_buffer_limits() == (25, 100)
+    tr.set_write_buffer_limits(low=10)
+    assert tr.get_write_buffer_limits() == (10, 40)
+    with pytest.raises(ValueError):
+        tr.set_write_buffer_limits(high=1, low=2)
+    assert tr.get_write_buffer_size() == 0
+    tr.abort()
+    assert run(loop, pr.lost) is None
+    os.close(rfd)
+
+
+@pytest.mark.parametrize("make_exc,reported", [(lambda: OSError(5, "x"), False),
+                                               (lambda: ZeroDivisionError(), True)])
+def test_write_pipe_fatal_error(loop, make_exc, reported):
+    """_fatal_error(): any OSError is quiet, anything else goes to the
+    exception handler; connection_lost(exc) either way."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    try:
+        tr, pr, pipeobj, rfd = _write_pipe(loop)
+        exc = make_exc()
+        tr._fatal_error(exc, "Fatal write error on pipe transport")
+        assert run(loop, pr.lost) is exc
+        if reported:
+            assert len(errors) == 1
+            assert errors[0]["message"] == "Fatal write error on pipe transport"
+            assert errors[0]["exception"] is exc and errors[0]["transport"] is tr
+        else:
+            assert errors == []
+        os.close(rfd)
+    finally:
+        loop.set_exception_handler(None)
+
+
+def _new_loop():
+    if os.environ.get("RINGLOOP_TEST_LOOP") == "asyncio":
+        return asyncio.new_event_loop()
+    import ringloop
+
+    return ringloop.new_event_loop()
+
+
+def test_write_pipe_unclosed_warns():
+    """A write pipe watches its fd (the reader going away), which keeps it
+    alive while the loop runs; once the loop closed, an unclosed one is
+    collected with asyncio's ResourceWarning and its pipe closed."""
+    import gc
+
+    lp = _new_loop()
+    tr, pr, pipeobj, rfd = _write_pipe(lp)
+    lp.close()
+    with pytest.warns(ResourceWarning, match="unclosed transport"):
+        del tr, pr
+        gc.collect()
+    assert pipeobj.closed
+    os.close(rfd)
+
+
+@pytest.mark.ringloop_only
+def test_write_pipe_is_native_unless_asked_for_python(loop):
+    import subprocess
+    import sys
+
+    tr, pr, pipeobj, rfd = _write_pipe(loop)
+    assert type(tr).__module__ == "ringloop._core"
+    assert type(tr).__name__ == "_UnixWritePipeTransport"
+    tr.close()
+    run(loop, pr.lost)
+    os.close(rfd)
+    code = (
+        "import asyncio, os, ringloop\n"
+        "async def main():\n"
+        "    r, w = os.pipe()\n"
+        "    tr, _ = await asyncio.get_running_loop().connect_write_pipe(\n"
+        "        asyncio.Protocol, open(w, 'wb', buffering=0))\n"
+        "    print(type(tr).__module__)\n"
+        "    tr.close(); os.close(r)\n"
+        "ringloop.run(main())\n"
+    )
+    env = dict(os.environ, RINGLOOP_PIPE_PYTHON="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["ringloop._proc"]

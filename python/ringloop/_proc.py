@@ -9,15 +9,17 @@ argument check, error and callback order is the one asyncio has on it:
   - the subprocess transport: unix_events._UnixSubprocessTransport
     (base_subprocess.BaseSubprocessTransport + subprocess.Popen, which
     spawns with vfork/posix_spawn where the arguments allow it);
-  - pipe transports: unix_events._UnixReadPipeTransport and
-    _UnixWritePipeTransport, which run over loop._add_reader/_add_writer,
-    here the native readiness watches of the C core; subclassed (same
-    names) only to read until the pipe is empty and write until it is full
-    at each wake-up;
+  - with RINGLOOP_PIPE_PYTHON=1 only, the pipe transports:
+    unix_events._UnixReadPipeTransport and _UnixWritePipeTransport, which
+    run over loop._add_reader/_add_writer, here the native readiness
+    watches of the C core; subclassed (same names) only to read until the
+    pipe is empty and write until it is full at each wake-up;
   - sendfile: base_events' checks and fallbacks and unix_events' os.sendfile
     loop over writer readiness for sock_sendfile.
 
-What is ringloop's own: the pipes a subprocess transport makes hold
+What is ringloop's own: the pipe transports (the C stream transport in
+pipe mode, ringloop._core._UnixReadPipeTransport/_UnixWritePipeTransport,
+ARCHITECTURE.md "Native pipe transports"), the pipes a subprocess transport makes hold
 256 KiB (F_SETPIPE_SZ, for the first 32 children watched), and the child
 watcher.  Each child gets a pidfd
 (os.pidfd_open) watched by the loop's reactor like any reader (a POLL op
@@ -193,7 +195,9 @@ class ProcMixin:
         return self._rl_make_pipe_transport(0, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return _UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
+        if _PIPE_PYTHON:
+            return _UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
+        return self._rl_make_pipe_transport(1, pipe, protocol, waiter, extra)
 
     # -- subprocesses --------------------------------------------------------
 

@@ -60,6 +60,7 @@ struct rl_netop {
 typedef struct rl_net_state {
     PyTypeObject *StreamType;    /* ringloop._core.StreamTransport */
     PyTypeObject *ReadPipeType;  /* ringloop._core._UnixReadPipeTransport */
+    PyTypeObject *WritePipeType; /* ringloop._core._UnixWritePipeTransport */
     PyTypeObject *ListenerType;  /* a listening socket's accept machinery */
     /* cached stdlib objects (strong) */
     PyObject *socket_socket;       /* socket.socket */

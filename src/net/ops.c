@@ -691,6 +691,7 @@ net_module_traverse(rl_state *st, visitproc visit, void *arg)
     }
     Py_VISIT(ns->StreamType);
     Py_VISIT(ns->ReadPipeType);
+    Py_VISIT(ns->WritePipeType);
     Py_VISIT(ns->ListenerType);
     Py_VISIT(ns->socket_socket);
     Py_VISIT(ns->aio_TransportSocket);
@@ -744,6 +745,7 @@ net_module_clear(rl_state *st)
     }
     Py_CLEAR(ns->StreamType);
     Py_CLEAR(ns->ReadPipeType);
+    Py_CLEAR(ns->WritePipeType);
     Py_CLEAR(ns->ListenerType);
     Py_CLEAR(ns->socket_socket);
     Py_CLEAR(ns->aio_TransportSocket);

@@ -174,6 +174,13 @@ report_and_fatal(RlStream *t, PyObject *exc, const char *msg)
 }
 
 static const char *
+write_error_msg(RlStream *t)
+{
+    return t->pipe ? "Fatal write error on pipe transport"
+                   : "Fatal write error on socket transport";
+}
+
+static const char *
 read_error_msg(RlStream *t)
 {
     return t->pipe ? "Fatal read error on pipe transport"
@@ -406,9 +413,10 @@ static int
 wop_submit(RlStream *t)
 {
     rl_op *op = &t->wop.op;
-    if (t->wq_len == 1) {
+    if (t->wq_len == 1 || t->pipe) {
+        /* (pipes: one WRITE of the head chunk; there is no vectored op) */
         rl_wchunk *c = wq_at(t, 0);
-        op->kind = RL_OP_SEND;
+        op->kind = t->pipe ? RL_OP_WRITE : RL_OP_SEND;
         op->u.io.buf = (void *)c->ptr;
         op->u.io.len = c->len;
         op->u.io.msg_flags = 0;
@@ -597,7 +605,8 @@ report_write_error(RlStream *t)
 {
     PyObject *exc = t->lost_exc; /* fatal_error() sets it again */
     t->lost_exc = NULL;
-    int rc = fatal_error(t, exc, "Fatal write error on socket transport");
+    t->pipe_conn_lost++;
+    int rc = fatal_error(t, exc, write_error_msg(t));
     Py_DECREF(exc);
     return rc;
 }
@@ -771,6 +780,39 @@ on_eof(RlStream *t)
     return 0;
 }
 
+/* The write end of a pipe became readable (POLLERR): the reader went
+ * away.  asyncio's write pipe: connection_lost(BrokenPipeError()) when data
+ * was pending, else connection_lost(None). */
+static int
+wpipe_peer_gone(RlStream *t)
+{
+    RlLoop *loop = t->loop;
+    if (loop->debug) {
+        PyObject *lvl = PyUnicode_FromString("info");
+        if (lvl == NULL ||
+            rl_net_log(loop, lvl, "%r was closed by peer", (PyObject *)t,
+                       NULL) < 0) {
+            PyErr_WriteUnraisable((PyObject *)t);
+        }
+        Py_XDECREF(lvl);
+    }
+    if (write_error_pending(t)) {
+        /* The queue's write failed first (EPIPE, as a rule): that error
+         * ends the transport, as asyncio's writer callback would. */
+        return report_write_error(t);
+    }
+    PyObject *exc = NULL;
+    if (t->wsize > 0 || wop_busy(t)) {
+        exc = PyObject_CallNoArgs(PyExc_BrokenPipeError);
+        if (exc == NULL) {
+            return fatal_current(t, write_error_msg(t));
+        }
+    }
+    force_close(t, exc, 1);
+    Py_XDECREF(exc);
+    return 0;
+}
+
 /* EOF on a read pipe: asyncio's read pipe stops reading and schedules
  * eof_received() (through a Handle; its answer is ignored) and then
  * connection_lost(None). */
@@ -934,6 +976,10 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         goto out;
     }
     t->rstash = 0;
+    if (t->pipe == RL_PIPE_WRITE) {
+        rc = wpipe_peer_gone(t);
+        goto out;
+    }
 again:
     if (polled) {
         if (res >= 0) {
@@ -1688,7 +1734,9 @@ transport_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
               PyObject *ctx, int now, uint8_t pipe)
 {
     rl_state *st = loop->st;
-    PyTypeObject *tp = pipe ? st->net->ReadPipeType : st->net->StreamType;
+    PyTypeObject *tp = pipe == RL_PIPE_READ    ? st->net->ReadPipeType
+                       : pipe == RL_PIPE_WRITE ? st->net->WritePipeType
+                                               : st->net->StreamType;
     RlStream *t = (RlStream *)tp->tp_alloc(tp, 0);
     if (t == NULL) {
         Py_XDECREF(ctx);
@@ -1910,7 +1958,7 @@ rl_pipe_make_transport(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     if (kind == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (kind != 0) {
+    if (kind != 0 && kind != 1) {
         PyErr_SetString(PyExc_ValueError, "unknown pipe transport kind");
         return NULL;
     }
@@ -1927,7 +1975,9 @@ rl_pipe_make_transport(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
     if (!S_ISFIFO(sb.st_mode) && !S_ISSOCK(sb.st_mode) &&
         !S_ISCHR(sb.st_mode)) {
         PyErr_SetString(PyExc_ValueError,
-                        "Pipe transport is for pipes/sockets only.");
+                        kind == 0 ? "Pipe transport is for pipes/sockets only."
+                                  : "Pipe transport is only for pipes, "
+                                    "sockets and character devices");
         return NULL;
     }
     int fl = fcntl(fd, F_GETFL);
@@ -1947,8 +1997,16 @@ rl_pipe_make_transport(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     RlStream *t = transport_new(loop, fd, pipe, protocol, waiter, NULL, ex,
-                                NULL, 0, RL_PIPE_READ);
+                                NULL, 0, kind == 0 ? RL_PIPE_READ
+                                                   : RL_PIPE_WRITE);
     Py_DECREF(ex);
+    if (t != NULL && kind == 1 && S_ISCHR(sb.st_mode)) {
+        /* A write pipe watches its fd for readability to learn that the
+         * reader went away (the "read side" of the transport), as asyncio
+         * does, on FIFOs and sockets only: never armed on a character
+         * device (start_reading_fn has not run yet). */
+        t->eof_seen = 1;
+    }
     return (PyObject *)t;
 }
 
@@ -1972,7 +2030,12 @@ static ssize_t
 send_pieces_now(RlStream *t, const wpiece *pc, Py_ssize_t npc)
 {
     ssize_t sent;
-    if (npc == 1) {
+    if (npc == 1 && t->pipe) {
+        do {
+            sent = write(t->fd, pc[0].p, pc[0].n);
+        } while (sent < 0 && errno == EINTR);
+    }
+    else if (npc == 1) {
         do {
             sent = send(t->fd, pc[0].p, pc[0].n, MSG_NOSIGNAL | MSG_DONTWAIT);
         } while (sent < 0 && errno == EINTR);
@@ -1992,7 +2055,8 @@ send_pieces_now(RlStream *t, const wpiece *pc, Py_ssize_t npc)
         msg.msg_iov = iov;
         msg.msg_iovlen = niov;
         do {
-            sent = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+            sent = t->pipe ? writev(t->fd, iov, (int)niov)
+                           : sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         } while (sent < 0 && errno == EINTR);
     }
     if (sent < 0) {
@@ -2009,7 +2073,8 @@ write_fatal(RlStream *t, int neg_errno)
     if (exc == NULL) {
         return -1;
     }
-    int rc = fatal_error(t, exc, "Fatal write error on socket transport");
+    t->pipe_conn_lost++;
+    int rc = fatal_error(t, exc, write_error_msg(t));
     Py_DECREF(exc);
     return rc;
 }
@@ -2074,7 +2139,7 @@ write_pieces(RlStream *t, wpiece *pc, Py_ssize_t npc, size_t total)
             /* Part of the data left and the rest cannot follow: the
              * stream is broken. */
             PyObject *e = rl_err_get_raised();
-            int rc = fatal_error(t, e, "Fatal write error on socket transport");
+            int rc = fatal_error(t, e, write_error_msg(t));
             Py_XDECREF(e);
             return rc;
         }
@@ -2903,6 +2968,135 @@ static PyType_Spec ReadPipe_spec = {
     .slots = ReadPipe_slots,
 };
 
+/* -- the write pipe type: asyncio's _UnixWritePipeTransport API -- */
+
+/* write(data): bytes, bytearray or memoryview (asyncio asserts it; a
+ * TypeError here); after close()/write_eof() or the end, dropped (with
+ * asyncio's warning from the 5th on). */
+static PyObject *
+WritePipe_write(RlStream *t, PyObject *data)
+{
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) &&
+        !PyMemoryView_Check(data)) {
+        PyErr_Format(PyExc_TypeError,
+                     "data argument must be a bytes-like object, not '%.200s'",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int rc = 0;
+    if (view.len == 0) {
+        goto done;
+    }
+    if (t->conn_lost || t->closing) {
+        if (t->pipe_conn_lost >= RL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+            rc = rl_net_log(t->loop, t->loop->st->net->str_warning,
+                            "pipe closed by peer or os.write(pipe, data) "
+                            "raised exception.",
+                            NULL, NULL);
+        }
+        t->pipe_conn_lost++;
+        goto done;
+    }
+    wpiece pc;
+    pc.obj = PyBytes_CheckExact(data) ? data : NULL;
+    pc.p = view.buf;
+    pc.n = (size_t)view.len;
+    rc = write_pieces(t, &pc, 1, pc.n);
+done:
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* WriteTransport.writelines(): b''.join(list_of_data), then write(). */
+static PyObject *
+WritePipe_writelines(RlStream *t, PyObject *list)
+{
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL) {
+        return NULL;
+    }
+    PyObject *data = PyObject_CallMethod(empty, "join", "O", list);
+    Py_DECREF(empty);
+    if (data == NULL) {
+        return NULL;
+    }
+    PyObject *r = WritePipe_write(t, data);
+    Py_DECREF(data);
+    return r;
+}
+
+static PyObject *
+WritePipe_get_conn_lost(RlStream *t, void *Py_UNUSED(c))
+{
+    return PyLong_FromUnsignedLong(t->pipe_conn_lost);
+}
+
+#define NOARGS(name, fn, doc) {name, (PyCFunction)(fn), METH_NOARGS, doc}
+
+static PyMethodDef WritePipe_methods[] = {
+    {"write", (PyCFunction)WritePipe_write, METH_O, NULL},
+    {"writelines", (PyCFunction)WritePipe_writelines, METH_O, NULL},
+    /* write_eof() is close() for a pipe: connection_lost once the buffer
+     * drained */
+    NOARGS("write_eof", Stream_close, NULL),
+    NOARGS("can_write_eof", Stream_can_write_eof, NULL),
+    NOARGS("close", Stream_close, NULL),
+    NOARGS("abort", Stream_abort, NULL),
+    NOARGS("is_closing", Stream_is_closing, NULL),
+    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
+    NOARGS("get_protocol", Stream_get_protocol, NULL),
+    NOARGS("get_write_buffer_size", Stream_get_write_buffer_size, NULL),
+    NOARGS("get_write_buffer_limits", Stream_get_write_buffer_limits, NULL),
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))
+                                    Stream_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))Pipe_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_fatal_error", (PyCFunction)(void (*)(void))Pipe__fatal_error,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    NOARGS("_state", Stream__state, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
+#undef NOARGS
+
+static PyGetSetDef WritePipe_getset[] = {
+    {"_pipe", (getter)Pipe_get_pipe, (setter)Pipe_set_pipe, NULL, NULL},
+    {"_fileno", (getter)Pipe_get_fileno, NULL, NULL, NULL},
+    {"_protocol", (getter)Stream_get_protocol_attr, NULL, NULL, NULL},
+    {"_closing", (getter)Stream_get_closing, NULL, NULL, NULL},
+    {"_conn_lost", (getter)WritePipe_get_conn_lost, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot WritePipe_slots[] = {
+    {Py_tp_dealloc, Stream_dealloc},
+    {Py_tp_finalize, Stream_finalize},
+    {Py_tp_traverse, Stream_traverse},
+    {Py_tp_clear, Stream_clear},
+    {Py_tp_repr, Pipe_repr},
+    {Py_tp_methods, WritePipe_methods},
+    {Py_tp_getset, WritePipe_getset},
+    {Py_tp_members, Stream_members},
+    {Py_tp_doc, "asyncio's write pipe transport with a native core."},
+    {0, NULL},
+};
+
+static PyType_Spec WritePipe_spec = {
+    .name = "ringloop._core._UnixWritePipeTransport",
+    .basicsize = sizeof(RlStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = WritePipe_slots,
+};
+
 /* Whether asyncio.transports.ReadTransport has the layout our struct
  * starts with (BaseTransport's one slot, _extra, first): then it can be
  * the read pipe's base, as it is asyncio's. */
@@ -2946,10 +3140,17 @@ pipe_init_types(PyObject *module, rl_state *st)
     st->net->ReadPipeType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &ReadPipe_spec, base);
     Py_XDECREF(base);
-    if (st->net->ReadPipeType == NULL) {
+    if (st->net->ReadPipeType == NULL ||
+        PyModule_AddType(module, st->net->ReadPipeType) < 0) {
         return -1;
     }
-    return PyModule_AddType(module, st->net->ReadPipeType);
+    /* _FlowControlMixin, as asyncio's (NULL: its layout differs) */
+    st->net->WritePipeType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &WritePipe_spec, st->net->aio_FlowControlMixin);
+    if (st->net->WritePipeType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->net->WritePipeType);
 }
 
 /* Whether asyncio.transports._FlowControlMixin has exactly the layout our
