@@ -114,6 +114,7 @@ typedef struct rl_loop_net {
     size_t nfdmap;
     size_t ntransports;       /* transports whose fd is still open */
     char *scratch;            /* read buffer of readiness-mode reads */
+    char *pipe_scratch;       /* read buffer of pipe reads (256 KiB) */
     /* Ops left ARMED/CANCELLING when the reactor was destroyed (it could
      * not drain the ring): leaked with their owners and buffers, never
      * freed (net_loop_after_reactor_destroy). */

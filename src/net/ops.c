@@ -875,6 +875,8 @@ net_loop_after_reactor_destroy(RlLoop *loop)
     loop->net->nfdmap = 0;
     PyMem_Free(loop->net->scratch);
     loop->net->scratch = NULL;
+    PyMem_Free(loop->net->pipe_scratch);
+    loop->net->pipe_scratch = NULL;
     if (owners != NULL) {
         /* Slots of leaked ops stay NULL: list_dealloc skips them. */
         Py_DECREF(owners);
