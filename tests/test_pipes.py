@@ -903,3 +903,41 @@ def test_write_pipe_is_native_unless_asked_for_python(loop):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert out.split() == ["ringloop._proc"]
+
+
+def test_pipes_debug_logs(loop, caplog):
+    """Debug mode: asyncio's log lines for a read pipe's EOF ("was closed by
+    peer", INFO), pause/resume_reading (DEBUG), a write pipe's reader going
+    away (INFO) and a quiet OSError in _fatal_error (DEBUG, with the
+    message)."""
+    import logging
+
+    loop.set_debug(True)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="asyncio"):
+            tr, pr, pipeobj, wfd = _read_pipe(loop)
+            tr.pause_reading()
+            tr.resume_reading()
+            os.close(wfd)
+            run(loop, pr.lost)
+            tw, pw, wpipeobj, rfd = _write_pipe(loop)
+            os.close(rfd)
+            run(loop, pw.lost)
+            tf, pf, fpipeobj, frfd = _write_pipe(loop)
+            tf._fatal_error(OSError(5, "x"), "Fatal write error on pipe transport")
+            run(loop, pf.lost)
+            os.close(frfd)
+        msgs = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "asyncio"]
+        rrepr = "_UnixReadPipeTransport"
+        assert any(lv == logging.DEBUG and rrepr in m and m.endswith("pauses reading")
+                   for lv, m in msgs), msgs
+        assert any(lv == logging.DEBUG and rrepr in m and m.endswith("resumes reading")
+                   for lv, m in msgs), msgs
+        assert any(lv == logging.INFO and rrepr in m and m.endswith("was closed by peer")
+                   for lv, m in msgs), msgs
+        assert any(lv == logging.INFO and "_UnixWritePipeTransport" in m
+                   and m.endswith("was closed by peer") for lv, m in msgs), msgs
+        assert any(lv == logging.DEBUG and m.endswith(": Fatal write error on pipe transport")
+                   for lv, m in msgs), msgs
+    finally:
+        loop.set_debug(False)
