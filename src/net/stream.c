@@ -58,12 +58,16 @@
  * into a pinned buffer, and no buffer per idle connection. */
 #define RBUF_SIZE (64 * 1024)
 
-/* Pipes (t->pipe) are read on readiness only, as asyncio does, with reads
- * of up to asyncio's max_size, until the pipe is empty but at most
- * PIPE_READS_PER_WAKEUP reads per wake-up (one read per wake-up moved
- * 64 KiB per loop iteration through a default pipe; bounded so that a
- * writer as fast as us cannot hold the loop). */
-#define PIPE_RBUF_SIZE (256 * 1024)
+/* Pipes (t->pipe) are read on readiness only, as asyncio does, until the
+ * pipe is empty but at most PIPE_READS_PER_WAKEUP reads per wake-up (one
+ * read per wake-up moved 64 KiB per loop iteration through a default pipe;
+ * bounded so that a writer as fast as us cannot hold the loop).  A read
+ * takes at most PIPE_RBUF_SIZE, a little under glibc's initial mmap
+ * threshold (128 KiB), rather than asyncio's max_size (256 KiB): each read
+ * becomes a bytes of its size, and bytes above the threshold were mapped
+ * and unmapped per read (twice the page faults of uvloop; see
+ * ARCHITECTURE.md "Native pipe transports"). */
+#define PIPE_RBUF_SIZE (128 * 1024 - 256)
 #define PIPE_READS_PER_WAKEUP 16
 
 /* A write of at most this many bytes that must be queued is copied into a
