@@ -883,11 +883,11 @@ read_now(RlStream *t, PyObject **data, size_t *cap)
         return (int32_t)n;
     }
     if (t->pipe) {
-        /* Up to asyncio's max_size per read, into the loop's pipe scratch
-         * buffer, copied to a bytes of the exact size.  (A fresh 256 KiB
-         * bytes per read, shrunk and handed over, cost more system time
-         * than the copy: the heap grew and shrank with it, and every
-         * fresh page faulted.) */
+        /* Up to PIPE_RBUF_SIZE per read, into the loop's pipe scratch
+         * buffer, copied to a bytes of the exact size.  (A fresh bytes per
+         * read, shrunk and handed over, cost more system time than the
+         * copy: the heap grew and shrank with it, and every fresh page
+         * faulted.) */
         rl_loop_net *pl = t->loop->net;
         if (pl->pipe_scratch == NULL) {
             pl->pipe_scratch = PyMem_Malloc(PIPE_RBUF_SIZE);
@@ -917,8 +917,7 @@ read_now(RlStream *t, PyObject **data, size_t *cap)
         }
     }
     do {
-        n = t->pipe ? read(t->fd, ln->scratch, RBUF_SIZE)
-                    : recv(t->fd, ln->scratch, RBUF_SIZE, MSG_DONTWAIT);
+        n = recv(t->fd, ln->scratch, RBUF_SIZE, MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
         return n < 0 ? -errno : 0;
