@@ -9,15 +9,17 @@ argument check, error and callback order is the one asyncio has on it:
   - the subprocess transport: unix_events._UnixSubprocessTransport
     (base_subprocess.BaseSubprocessTransport + subprocess.Popen, which
     spawns with vfork/posix_spawn where the arguments allow it);
-  - pipe transports: unix_events._UnixReadPipeTransport and
-    _UnixWritePipeTransport, which run over loop._add_reader/_add_writer,
-    here the native readiness watches of the C core; subclassed (same
-    names) only to read until the pipe is empty and write until it is full
-    at each wake-up;
+  - with RINGLOOP_PIPE_PYTHON=1 only, the pipe transports:
+    unix_events._UnixReadPipeTransport and _UnixWritePipeTransport, which
+    run over loop._add_reader/_add_writer, here the native readiness
+    watches of the C core; subclassed (same names) only to read until the
+    pipe is empty and write until it is full at each wake-up;
   - sendfile: base_events' checks and fallbacks and unix_events' os.sendfile
     loop over writer readiness for sock_sendfile.
 
-What is ringloop's own: the pipes a subprocess transport makes hold
+What is ringloop's own: the pipe transports (the C stream transport in
+pipe mode, ringloop._core._UnixReadPipeTransport/_UnixWritePipeTransport,
+ARCHITECTURE.md "Native pipe transports"), the pipes a subprocess transport makes hold
 256 KiB (F_SETPIPE_SZ, for the first 32 children watched), and the child
 watcher.  Each child gets a pidfd
 (os.pidfd_open) watched by the loop's reactor like any reader (a POLL op
@@ -75,6 +77,9 @@ class _Child:
 # StreamReader wake-up per 64 KiB (0.46-0.61x uvloop, which reads until
 # EAGAIN).  Bounded so that a writer as fast as us cannot hold the loop.
 _PIPE_READS_PER_WAKEUP = 16
+# RINGLOOP_PIPE_PYTHON=1: asyncio's own pipe transports (the classes
+# below) instead of the native ones (for comparison, and as an escape hatch).
+_PIPE_PYTHON = os.environ.get("RINGLOOP_PIPE_PYTHON", "") not in ("", "0")
 # Writes per writability wake-up of a write pipe transport, likewise.
 _PIPE_WRITES_PER_WAKEUP = 16
 
@@ -101,6 +106,10 @@ class _UnixReadPipeTransport(unix_events._UnixReadPipeTransport):
             self._protocol.data_received(data)
             if self._paused or self._closing:
                 return
+
+    def is_reading(self):
+        # Not on every 3.11 (Debian's 3.11.2 lacks it).
+        return not self._paused and not self._closing
 
     def _eof(self):
         # What asyncio's _read_ready does on EOF, in its order.
@@ -181,10 +190,14 @@ class ProcMixin:
     connect_write_pipe = _BaseLoop.connect_write_pipe
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return _UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
+        if _PIPE_PYTHON:
+            return _UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
+        return self._rl_make_pipe_transport(0, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return _UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
+        if _PIPE_PYTHON:
+            return _UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
+        return self._rl_make_pipe_transport(1, pipe, protocol, waiter, extra)
 
     # -- subprocesses --------------------------------------------------------
 

@@ -59,6 +59,8 @@ struct rl_netop {
  * inside rl_state as `st->net`; ops.c's traverse/clear mirror it. */
 typedef struct rl_net_state {
     PyTypeObject *StreamType;    /* ringloop._core.StreamTransport */
+    PyTypeObject *ReadPipeType;  /* ringloop._core._UnixReadPipeTransport */
+    PyTypeObject *WritePipeType; /* ringloop._core._UnixWritePipeTransport */
     PyTypeObject *ListenerType;  /* a listening socket's accept machinery */
     /* cached stdlib objects (strong) */
     PyObject *socket_socket;       /* socket.socket */
@@ -112,6 +114,7 @@ typedef struct rl_loop_net {
     size_t nfdmap;
     size_t ntransports;       /* transports whose fd is still open */
     char *scratch;            /* read buffer of readiness-mode reads */
+    char *pipe_scratch;       /* read buffer of pipe reads (256 KiB) */
     /* Ops left ARMED/CANCELLING when the reactor was destroyed (it could
      * not drain the ring): leaked with their owners and buffers, never
      * freed (net_loop_after_reactor_destroy). */

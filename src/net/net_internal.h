@@ -174,6 +174,8 @@ typedef struct RlStream {
     struct msghdr *wmsg; /* SENDMSG header + iovecs (allocated on use) */
     size_t high, low;  /* write buffer limits */
     unsigned conn_lost;
+    unsigned pipe_conn_lost; /* write pipe: asyncio's _conn_lost (writes that
+                              * failed or were dropped) */
     int32_t rres;      /* result of the RECV not delivered yet */
     int fd;            /* -1 once closed */
     int family;
@@ -190,12 +192,24 @@ typedef struct RlStream {
     uint8_t lost_done;    /* connection_lost ran; fd closed */
     uint8_t protocol_connected;
     uint8_t owns_sock;    /* close the socket at the end */
+    uint8_t pipe;         /* RL_PIPE_READ/RL_PIPE_WRITE: a pipe transport
+                           * (read()/write() instead of recv()/send(),
+                           * asyncio's pipe semantics); sock then holds
+                           * the pipe object */
     uint8_t fd_used;      /* an op of ours completed with data on fd: later
                            * ones may say RL_OPF_SAME_FILE (we own the fd) */
     struct rl_sendfile *sf; /* loop.sendfile() state (sendfile.c), or NULL */
 } RlStream;
 
+#define RL_PIPE_READ 1
+#define RL_PIPE_WRITE 2
+
 int rl_stream_init_type(PyObject *module, rl_state *st);
+/* Loop._rl_make_pipe_transport(kind, pipe, protocol, waiter, extra): the
+ * native read (kind 0) or write (kind 1) pipe transport; see stream.c,
+ * "pipes". */
+PyObject *rl_pipe_make_transport(RlLoop *loop, PyObject *const *args,
+                                 Py_ssize_t nargs);
 /* New transport on a connected, non-blocking socket.  sock may be NULL
  * (then fd is used and the socket object is made when asked for).  ctx:
  * the context of protocol callbacks (stolen reference).  Schedules

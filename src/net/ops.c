@@ -562,6 +562,13 @@ Loop__make_socket_transport(RlLoop *self, PyObject *const *args,
 }
 
 static PyObject *
+Loop__rl_make_pipe_transport(RlLoop *self, PyObject *const *args,
+                             Py_ssize_t nargs)
+{
+    return rl_pipe_make_transport(self, args, nargs);
+}
+
+static PyObject *
 Loop__listener(RlLoop *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return rl_listener_new(self, args, nargs);
@@ -590,6 +597,8 @@ static PyMethodDef net_loop_methods[] = {
     {"_make_socket_transport", RL_CFUNC(Loop__make_socket_transport),
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_listener", RL_CFUNC(Loop__listener), METH_FASTCALL, NULL},
+    {"_rl_make_pipe_transport", RL_CFUNC(Loop__rl_make_pipe_transport),
+     METH_FASTCALL, NULL},
     {"_net_counters", (PyCFunction)Loop__net_counters, METH_NOARGS, NULL},
     {"_net_leaked", (PyCFunction)Loop__net_leaked, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -703,6 +712,8 @@ net_module_traverse(rl_state *st, visitproc visit, void *arg)
         return 0;
     }
     Py_VISIT(ns->StreamType);
+    Py_VISIT(ns->ReadPipeType);
+    Py_VISIT(ns->WritePipeType);
     Py_VISIT(ns->ListenerType);
     Py_VISIT(ns->socket_socket);
     Py_VISIT(ns->aio_TransportSocket);
@@ -755,6 +766,8 @@ net_module_clear(rl_state *st)
         return;
     }
     Py_CLEAR(ns->StreamType);
+    Py_CLEAR(ns->ReadPipeType);
+    Py_CLEAR(ns->WritePipeType);
     Py_CLEAR(ns->ListenerType);
     Py_CLEAR(ns->socket_socket);
     Py_CLEAR(ns->aio_TransportSocket);
@@ -884,6 +897,8 @@ net_loop_after_reactor_destroy(RlLoop *loop)
     loop->net->nfdmap = 0;
     PyMem_Free(loop->net->scratch);
     loop->net->scratch = NULL;
+    PyMem_Free(loop->net->pipe_scratch);
+    loop->net->pipe_scratch = NULL;
     if (owners != NULL) {
         /* Slots of leaked ops stay NULL: list_dealloc skips them. */
         Py_DECREF(owners);

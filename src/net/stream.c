@@ -30,6 +30,7 @@
 #include "net_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -37,6 +38,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <structmember.h>
@@ -56,6 +58,18 @@
  * Measured (ARCHITECTURE.md): the same CPU per 1 KiB round trip as a RECV
  * into a pinned buffer, and no buffer per idle connection. */
 #define RBUF_SIZE (64 * 1024)
+
+/* Pipes (t->pipe) are read on readiness only, as asyncio does, until the
+ * pipe is empty but at most PIPE_READS_PER_WAKEUP reads per wake-up (one
+ * read per wake-up moved 64 KiB per loop iteration through a default pipe;
+ * bounded so that a writer as fast as us cannot hold the loop).  A read
+ * takes at most PIPE_RBUF_SIZE, a little under glibc's initial mmap
+ * threshold (128 KiB), rather than asyncio's max_size (256 KiB): each read
+ * becomes a bytes of its size, and bytes above the threshold were mapped
+ * and unmapped per read (twice the page faults of uvloop; see
+ * ARCHITECTURE.md "Native pipe transports"). */
+#define PIPE_RBUF_SIZE (128 * 1024 - 256)
+#define PIPE_READS_PER_WAKEUP 16
 
 /* A write of at most this many bytes that must be queued is copied into a
  * chunk of our own (coalescing small writes); larger bytes objects are
@@ -162,6 +176,20 @@ static int
 report_and_fatal(RlStream *t, PyObject *exc, const char *msg)
 {
     return fatal_error(t, exc, msg);
+}
+
+static const char *
+write_error_msg(RlStream *t)
+{
+    return t->pipe ? "Fatal write error on pipe transport"
+                   : "Fatal write error on socket transport";
+}
+
+static const char *
+read_error_msg(RlStream *t)
+{
+    return t->pipe ? "Fatal read error on pipe transport"
+                   : "Fatal read error on socket transport";
 }
 
 /* The current exception ends the transport (Python context): asyncio's
@@ -390,9 +418,10 @@ static int
 wop_submit(RlStream *t)
 {
     rl_op *op = &t->wop.op;
-    if (t->wq_len == 1) {
+    if (t->wq_len == 1 || t->pipe) {
+        /* (pipes: one WRITE of the head chunk; there is no vectored op) */
         rl_wchunk *c = wq_at(t, 0);
-        op->kind = RL_OP_SEND;
+        op->kind = t->pipe ? RL_OP_WRITE : RL_OP_SEND;
         op->u.io.buf = (void *)c->ptr;
         op->u.io.len = c->len;
         op->u.io.msg_flags = 0;
@@ -581,7 +610,8 @@ report_write_error(RlStream *t)
 {
     PyObject *exc = t->lost_exc; /* fatal_error() sets it again */
     t->lost_exc = NULL;
-    int rc = fatal_error(t, exc, "Fatal write error on socket transport");
+    t->pipe_conn_lost++;
+    int rc = fatal_error(t, exc, write_error_msg(t));
     Py_DECREF(exc);
     return rc;
 }
@@ -755,6 +785,71 @@ on_eof(RlStream *t)
     return 0;
 }
 
+/* The write end of a pipe became readable (POLLERR): the reader went
+ * away.  asyncio's write pipe: connection_lost(BrokenPipeError()) when data
+ * was pending, else connection_lost(None). */
+static int
+wpipe_peer_gone(RlStream *t)
+{
+    RlLoop *loop = t->loop;
+    if (loop->debug) {
+        PyObject *lvl = PyUnicode_FromString("info");
+        if (lvl == NULL ||
+            rl_net_log(loop, lvl, "%r was closed by peer", (PyObject *)t,
+                       NULL) < 0) {
+            PyErr_WriteUnraisable((PyObject *)t);
+        }
+        Py_XDECREF(lvl);
+    }
+    if (write_error_pending(t)) {
+        /* The queue's write failed first (EPIPE, as a rule): that error
+         * ends the transport, as asyncio's writer callback would. */
+        return report_write_error(t);
+    }
+    PyObject *exc = NULL;
+    if (t->wsize > 0 || wop_busy(t)) {
+        exc = PyObject_CallNoArgs(PyExc_BrokenPipeError);
+        if (exc == NULL) {
+            return fatal_current(t, write_error_msg(t));
+        }
+    }
+    force_close(t, exc, 1);
+    Py_XDECREF(exc);
+    return 0;
+}
+
+/* EOF on a read pipe: asyncio's read pipe stops reading and schedules
+ * eof_received() (through a Handle; its answer is ignored) and then
+ * connection_lost(None). */
+static int
+pipe_eof(RlStream *t)
+{
+    RlLoop *loop = t->loop;
+    rl_state *st = loop->st;
+    t->eof_seen = 1;
+    if (loop->debug) {
+        PyObject *lvl = PyUnicode_FromString("info");
+        if (lvl == NULL ||
+            rl_net_log(loop, lvl, "%r was closed by peer", (PyObject *)t,
+                       NULL) < 0) {
+            PyErr_WriteUnraisable((PyObject *)t);
+        }
+        Py_XDECREF(lvl);
+    }
+    t->closing = 1;
+    PyObject *cb = PyObject_GetAttr(t->protocol, st->net->str_eof_received);
+    if (cb == NULL) {
+        return fatal_current(t, read_error_msg(t));
+    }
+    RlHandle *h = rl_handle_new(loop, 0, cb, NULL, 0, t->context);
+    Py_DECREF(cb);
+    if (h == NULL || rl_loop_push_handle(loop, h) < 0) {
+        return fatal_current(t, read_error_msg(t));
+    }
+    schedule_lost(t, NULL);
+    return 0;
+}
+
 /* A readiness-mode read, now that POLLIN fired: into get_buffer()'s
  * buffer (BufferedProtocol) or the loop's scratch buffer (Protocol; then
  * *data gets a bytes of the exact size).  Returns bytes read, 0 at EOF,
@@ -786,6 +881,33 @@ read_now(RlStream *t, PyObject **data, size_t *cap)
         t->rview = view;
         Py_XSETREF(t->rview_proto, Py_NewRef(t->protocol));
         *cap = len;
+        return (int32_t)n;
+    }
+    if (t->pipe) {
+        /* Up to PIPE_RBUF_SIZE per read, into the loop's pipe scratch
+         * buffer, copied to a bytes of the exact size.  (A fresh bytes per
+         * read, shrunk and handed over, cost more system time than the
+         * copy: the heap grew and shrank with it, and every fresh page
+         * faulted.) */
+        rl_loop_net *pl = t->loop->net;
+        if (pl->pipe_scratch == NULL) {
+            pl->pipe_scratch = PyMem_Malloc(PIPE_RBUF_SIZE);
+            if (pl->pipe_scratch == NULL) {
+                PyErr_NoMemory();
+                return INT32_MIN;
+            }
+        }
+        do {
+            n = read(t->fd, pl->pipe_scratch, PIPE_RBUF_SIZE);
+        } while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            return n < 0 ? -errno : 0;
+        }
+        *data = PyBytes_FromStringAndSize(pl->pipe_scratch, n);
+        if (*data == NULL) {
+            return INT32_MIN;
+        }
+        *cap = PIPE_RBUF_SIZE;
         return (int32_t)n;
     }
     rl_loop_net *ln = t->loop->net;
@@ -822,6 +944,7 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
     int polled = t->rop.op.kind == RL_OP_POLL;
     PyObject *data = NULL, *r = NULL;
     size_t cap = 0;
+    int rounds = 0;
 
     rl_netop_delivered(&t->rop);
     if (!polled && res > 0 && t->rbuf == NULL && t->rview == NULL) {
@@ -850,6 +973,11 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         goto out;
     }
     t->rstash = 0;
+    if (t->pipe == RL_PIPE_WRITE) {
+        rc = wpipe_peer_gone(t);
+        goto out;
+    }
+again:
     if (polled) {
         if (res >= 0) {
             res = read_now(t, &data, &cap);
@@ -883,7 +1011,10 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
             /* After a send failed on a reset, the socket reads as EOF
              * (the send consumed its error): the error wins, reported at
              * out, as asyncio's reader would have got it. */
-            if (!write_error_pending(t)) {
+            if (t->pipe) {
+                rc = pipe_eof(t);
+            }
+            else if (!write_error_pending(t)) {
                 rc = on_eof(t);
             }
             goto out;
@@ -892,12 +1023,12 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         if (exc == NULL) {
             goto error;
         }
-        rc = fatal_error(t, exc, "Fatal read error on socket transport");
+        rc = fatal_error(t, exc, read_error_msg(t));
         Py_DECREF(exc);
         goto out;
     }
     /* Half the buffer or more: more is probably waiting, RECV next. */
-    t->rrecv = (size_t)res >= cap / 2;
+    t->rrecv = !t->pipe && (size_t)res >= cap / 2;
     if (t->rview != NULL) {
         Py_buffer *view = t->rview;
         PyObject *from = t->rview_proto;
@@ -941,6 +1072,14 @@ read_fn(RlLoop *loop, PyObject *a, PyObject *b)
         }
     }
     Py_DECREF(r);
+    if (t->pipe && polled && ++rounds < PIPE_READS_PER_WAKEUP &&
+        !t->closing && !t->paused && !t->eof_seen && t->protocol != NULL) {
+        /* A pipe is read until it is empty (bounded): see PIPE_RBUF_SIZE */
+        Py_CLEAR(data);
+        r = NULL;
+        res = 0;
+        goto again;
+    }
     if (!t->closing && !t->paused && !t->eof_seen) {
         rc = read_arm(t);
     }
@@ -956,6 +1095,21 @@ error_callback:
         }
         rl_err_set_raised(e);
         rc = -1;
+        goto out;
+    }
+    if (t->pipe) {
+        /* asyncio's read pipe lets it out of its reader callback: the
+         * Handle reports it, and the reader stays. */
+        PyObject *e = rl_err_get_raised();
+        rc = rl_net_report(loop,
+                           "Exception in callback "
+                           "_UnixReadPipeTransport._read_ready()",
+                           e, st->net->str_transport, a,
+                           st->net->str_protocol, t->protocol);
+        Py_XDECREF(e);
+        if (rc == 0 && !t->closing && !t->paused) {
+            rc = read_arm(t);
+        }
         goto out;
     }
     {
@@ -976,7 +1130,9 @@ error_getbuf:
     {
         PyObject *e = rl_err_get_raised();
         rc = report_and_fatal(
-            t, e, "Fatal error: protocol.get_buffer() call failed.");
+            t, e,
+            t->pipe ? read_error_msg(t)
+                    : "Fatal error: protocol.get_buffer() call failed.");
         Py_XDECREF(e);
     }
     goto out;
@@ -986,7 +1142,7 @@ error:
     }
     else {
         PyObject *e = rl_err_get_raised();
-        rc = report_and_fatal(t, e, "Fatal read error on socket transport");
+        rc = report_and_fatal(t, e, read_error_msg(t));
         Py_XDECREF(e);
     }
 out:
@@ -1202,7 +1358,7 @@ read_arm(RlStream *t)
         /* A result that arrived while paused: deliver it first. */
         Py_INCREF(t);
         if (rl_netop_queue(t->loop, &t->rop, read_fn, (PyObject *)t) < 0) {
-            return fatal_current(t, "Fatal read error on socket transport");
+            return fatal_current(t, read_error_msg(t));
         }
         t->rstash = 0;
         return 0;
@@ -1247,12 +1403,12 @@ read_arm(RlStream *t)
                 }
                 PyObject *e = rl_err_get_raised();
                 int r = report_and_fatal(
-                    t, e, "Fatal read error on socket transport");
+                    t, e, read_error_msg(t));
                 Py_XDECREF(e);
                 return r;
             }
         }
-        op->kind = RL_OP_RECV;
+        op->kind = t->pipe ? RL_OP_READ : RL_OP_RECV;
         op->u.io.buf = PyBytes_AS_STRING(t->rbuf);
         op->u.io.len = RBUF_SIZE;
         op->u.io.msg_flags = 0;
@@ -1263,9 +1419,9 @@ read_arm(RlStream *t)
         rop_forget(&t->rop);
         PyObject *exc = rl_net_oserror(rc, NULL);
         if (exc == NULL) {
-            return fatal_current(t, "Fatal read error on socket transport");
+            return fatal_current(t, read_error_msg(t));
         }
-        int r = fatal_error(t, exc, "Fatal read error on socket transport");
+        int r = fatal_error(t, exc, read_error_msg(t));
         Py_DECREF(exc);
         return r;
     }
@@ -1389,7 +1545,15 @@ fatal_error(RlStream *t, PyObject *exc, const char *msg)
 {
     rl_state *st = t->loop->st;
     int rc = 0;
-    if (exc != NULL && PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
+    int quiet =
+        exc != NULL && PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError);
+    if (quiet && t->pipe == RL_PIPE_READ) {
+        /* asyncio's read pipe: only EIO (a pty whose other side closed) */
+        quiet = ((PyOSErrorObject *)exc)->myerrno != NULL &&
+                PyLong_Check(((PyOSErrorObject *)exc)->myerrno) &&
+                PyLong_AsLong(((PyOSErrorObject *)exc)->myerrno) == EIO;
+    }
+    if (quiet) {
         if (t->loop->debug) {
             PyObject *m = PyUnicode_FromString(msg);
             if (m != NULL) {
@@ -1432,7 +1596,8 @@ stream_set_protocol(RlStream *t, PyObject *protocol)
         return -1;
     }
     Py_XSETREF(t->protocol, Py_NewRef(protocol));
-    t->buffered = (uint8_t)b;
+    /* asyncio's pipe transports only know data_received() */
+    t->buffered = t->pipe ? 0 : (uint8_t)b;
     t->protocol_connected = 1;
     return 0;
 }
@@ -1592,18 +1757,21 @@ maybe_pause_protocol(RlStream *t)
     return 0;
 }
 
-RlStream *
-rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
+static RlStream *
+transport_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
               PyObject *waiter, PyObject *server, PyObject *extra,
-              PyObject *ctx, int now)
+              PyObject *ctx, int now, uint8_t pipe)
 {
     rl_state *st = loop->st;
-    PyTypeObject *tp = st->net->StreamType;
+    PyTypeObject *tp = pipe == RL_PIPE_READ    ? st->net->ReadPipeType
+                       : pipe == RL_PIPE_WRITE ? st->net->WritePipeType
+                                               : st->net->StreamType;
     RlStream *t = (RlStream *)tp->tp_alloc(tp, 0);
     if (t == NULL) {
         Py_XDECREF(ctx);
         return NULL;
     }
+    t->pipe = pipe;
     t->loop = loop;
     t->aio_loop = Py_NewRef((PyObject *)loop);
     t->aio_protocol_paused = Py_NewRef(Py_False);
@@ -1634,10 +1802,11 @@ rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
     t->owns_sock = 1;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+    if (!pipe && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
         t->family = ss.ss_family;
     }
-    if (rl_net_fdmap_set(loop, fd, t) < 0) {
+    /* asyncio's loop._transports has no pipes */
+    if (!pipe && rl_net_fdmap_set(loop, fd, t) < 0) {
         t->fd = -1;
         Py_CLEAR(t->sock);
         goto error;
@@ -1717,6 +1886,15 @@ error:
     return NULL;
 }
 
+RlStream *
+rl_stream_new(RlLoop *loop, int fd, PyObject *sock, PyObject *protocol,
+              PyObject *waiter, PyObject *server, PyObject *extra,
+              PyObject *ctx, int now)
+{
+    return transport_new(loop, fd, sock, protocol, waiter, server, extra, ctx,
+                         now, 0);
+}
+
 static int
 sock_fileno(rl_state *st, PyObject *sock, int *fd)
 {
@@ -1792,6 +1970,76 @@ rl_stream_make_transport(RlLoop *loop, PyObject *const *args,
 }
 
 /* ---------------------------------------------------------------------- */
+/* pipes: the stream transport in pipe mode (t->pipe), behind types of
+ * their own with asyncio's pipe API.  See ARCHITECTURE.md, "Pipes". */
+
+PyObject *
+rl_pipe_make_transport(RlLoop *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    rl_state *st = loop->st;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_rl_make_pipe_transport(kind, pipe, protocol, "
+                        "waiter, extra)");
+        return NULL;
+    }
+    long kind = PyLong_AsLong(args[0]);
+    if (kind == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (kind != 0 && kind != 1) {
+        PyErr_SetString(PyExc_ValueError, "unknown pipe transport kind");
+        return NULL;
+    }
+    PyObject *pipe = args[1], *protocol = args[2], *waiter = args[3];
+    PyObject *extra = args[4];
+    int fd;
+    if (sock_fileno(st, pipe, &fd) < 0) {
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (!S_ISFIFO(sb.st_mode) && !S_ISSOCK(sb.st_mode) &&
+        !S_ISCHR(sb.st_mode)) {
+        PyErr_SetString(PyExc_ValueError,
+                        kind == 0 ? "Pipe transport is for pipes/sockets only."
+                                  : "Pipe transport is only for pipes, "
+                                    "sockets and character devices");
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) &&
+                   fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (rl_loop_check_closed(loop) < 0) {
+        return NULL;
+    }
+    PyObject *ex = extra == Py_None ? PyDict_New() : PyDict_Copy(extra);
+    if (ex == NULL) {
+        return NULL;
+    }
+    if (PyDict_SetItemString(ex, "pipe", pipe) < 0) {
+        Py_DECREF(ex);
+        return NULL;
+    }
+    RlStream *t = transport_new(loop, fd, pipe, protocol, waiter, NULL, ex,
+                                NULL, 0, kind == 0 ? RL_PIPE_READ
+                                                   : RL_PIPE_WRITE);
+    Py_DECREF(ex);
+    if (t != NULL && kind == 1 && S_ISCHR(sb.st_mode)) {
+        /* A write pipe watches its fd for readability to learn that the
+         * reader went away (the "read side" of the transport), as asyncio
+         * does, on FIFOs and sockets only: never armed on a character
+         * device (start_reading_fn has not run yet). */
+        t->eof_seen = 1;
+    }
+    return (PyObject *)t;
+}
+
+/* ---------------------------------------------------------------------- */
 /* Python methods */
 
 /* ---------------------------------------------------------------------- */
@@ -1811,7 +2059,12 @@ static ssize_t
 send_pieces_now(RlStream *t, const wpiece *pc, Py_ssize_t npc)
 {
     ssize_t sent;
-    if (npc == 1) {
+    if (npc == 1 && t->pipe) {
+        do {
+            sent = write(t->fd, pc[0].p, pc[0].n);
+        } while (sent < 0 && errno == EINTR);
+    }
+    else if (npc == 1) {
         do {
             sent = send(t->fd, pc[0].p, pc[0].n, MSG_NOSIGNAL | MSG_DONTWAIT);
         } while (sent < 0 && errno == EINTR);
@@ -1831,7 +2084,8 @@ send_pieces_now(RlStream *t, const wpiece *pc, Py_ssize_t npc)
         msg.msg_iov = iov;
         msg.msg_iovlen = niov;
         do {
-            sent = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+            sent = t->pipe ? writev(t->fd, iov, (int)niov)
+                           : sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         } while (sent < 0 && errno == EINTR);
     }
     if (sent < 0) {
@@ -1848,7 +2102,8 @@ write_fatal(RlStream *t, int neg_errno)
     if (exc == NULL) {
         return -1;
     }
-    int rc = fatal_error(t, exc, "Fatal write error on socket transport");
+    t->pipe_conn_lost++;
+    int rc = fatal_error(t, exc, write_error_msg(t));
     Py_DECREF(exc);
     return rc;
 }
@@ -1913,7 +2168,7 @@ write_pieces(RlStream *t, wpiece *pc, Py_ssize_t npc, size_t total)
             /* Part of the data left and the rest cannot follow: the
              * stream is broken. */
             PyObject *e = rl_err_get_raised();
-            int rc = fatal_error(t, e, "Fatal write error on socket transport");
+            int rc = fatal_error(t, e, write_error_msg(t));
             Py_XDECREF(e);
             return rc;
         }
@@ -2579,6 +2834,354 @@ static PyType_Spec Stream_spec = {
     .slots = Stream_slots,
 };
 
+/* -- the read pipe type: asyncio's _UnixReadPipeTransport API -- */
+
+static PyObject *
+Pipe_repr(RlStream *t)
+{
+    /* asyncio: closed once connection_lost() ran (its _pipe is None);
+     * "open" rather than polling/idle, as on a loop without a selector */
+    const char *name = _PyType_Name(Py_TYPE(t));
+    int fd = t->rop.op.fd;
+    if (t->lost_done || t->sock == NULL) {
+        return PyUnicode_FromFormat("<%s closed fd=%d closed>", name, fd);
+    }
+    return PyUnicode_FromFormat("<%s%s fd=%d open>", name,
+                                t->closing ? " closing" : "", fd);
+}
+
+static PyObject *
+Pipe_get_extra_info(RlStream *t, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"name", "default", NULL};
+    PyObject *name, *dflt = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:get_extra_info", kwlist,
+                                     &name, &dflt)) {
+        return NULL;
+    }
+    if (t->aio_extra == NULL) {
+        if (PyObject_Hash(name) == -1) {
+            return NULL;
+        }
+        return Py_NewRef(dflt);
+    }
+    PyObject *v = PyDict_GetItemWithError(t->aio_extra, name);
+    if (v == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(dflt);
+    }
+    return Py_NewRef(v);
+}
+
+/* _fatal_error(exc, message='Fatal error on pipe transport') */
+static PyObject *
+Pipe__fatal_error(RlStream *t, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"exc", "message", NULL};
+    PyObject *exc;
+    const char *msg = "Fatal error on pipe transport";
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|s:_fatal_error", kwlist,
+                                     &exc, &msg)) {
+        return NULL;
+    }
+    if (t->conn_lost) {
+        Py_RETURN_NONE;
+    }
+    if (loop_is_closed(t)) {
+        t->closing = 1;
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    if (fatal_error(t, exc == Py_None ? NULL : exc, msg) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Pipe_get_pipe(RlStream *t, void *Py_UNUSED(c))
+{
+    return Py_NewRef(t->sock != NULL && !t->lost_done ? t->sock : Py_None);
+}
+
+/* asyncio code (CPython's tests) sets _pipe = None to forget a pipe it
+ * closed itself: then there is nothing left to close or warn about. */
+static int
+Pipe_set_pipe(RlStream *t, PyObject *v, void *Py_UNUSED(c))
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _pipe");
+        return -1;
+    }
+    if (v != Py_None) {
+        Py_XSETREF(t->sock, Py_NewRef(v));
+        return 0;
+    }
+    Py_CLEAR(t->sock);
+    if (t->fd >= 0) {
+        t->fd = -1;
+        if (t->loop->net->ntransports > 0) {
+            t->loop->net->ntransports--;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+Pipe_get_fileno(RlStream *t, void *Py_UNUSED(c))
+{
+    return PyLong_FromLong(t->rop.op.fd);
+}
+
+static PyObject *
+Pipe_get_loop(RlStream *t, void *Py_UNUSED(c))
+{
+    /* asyncio drops it once connection_lost() ran */
+    return Py_NewRef(t->lost_done || t->aio_loop == NULL ? Py_None
+                                                         : t->aio_loop);
+}
+
+static PyObject *
+Pipe_get_paused(RlStream *t, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(t->paused);
+}
+
+#define NOARGS(name, fn, doc) {name, (PyCFunction)(fn), METH_NOARGS, doc}
+
+static PyMethodDef ReadPipe_methods[] = {
+    NOARGS("close", Stream_close, NULL),
+    NOARGS("is_closing", Stream_is_closing, NULL),
+    NOARGS("is_reading", Stream_is_reading, NULL),
+    NOARGS("pause_reading", Stream_pause_reading, NULL),
+    NOARGS("resume_reading", Stream_resume_reading, NULL),
+    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
+    NOARGS("get_protocol", Stream_get_protocol, NULL),
+    {"get_extra_info", (PyCFunction)(void (*)(void))Pipe_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_fatal_error", (PyCFunction)(void (*)(void))Pipe__fatal_error,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    NOARGS("_state", Stream__state, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
+#undef NOARGS
+
+static PyGetSetDef ReadPipe_getset[] = {
+    {"_pipe", (getter)Pipe_get_pipe, (setter)Pipe_set_pipe, NULL, NULL},
+    {"_fileno", (getter)Pipe_get_fileno, NULL, NULL, NULL},
+    {"_protocol", (getter)Stream_get_protocol_attr, NULL, NULL, NULL},
+    {"_closing", (getter)Stream_get_closing, NULL, NULL, NULL},
+    {"_paused", (getter)Pipe_get_paused, NULL, NULL, NULL},
+    {"_loop", (getter)Pipe_get_loop, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot ReadPipe_slots[] = {
+    {Py_tp_dealloc, Stream_dealloc},
+    {Py_tp_finalize, Stream_finalize},
+    {Py_tp_traverse, Stream_traverse},
+    {Py_tp_clear, Stream_clear},
+    {Py_tp_repr, Pipe_repr},
+    {Py_tp_methods, ReadPipe_methods},
+    {Py_tp_getset, ReadPipe_getset},
+    {Py_tp_members, Stream_members},
+    {Py_tp_doc, "asyncio's read pipe transport with a native core."},
+    {0, NULL},
+};
+
+static PyType_Spec ReadPipe_spec = {
+    .name = "ringloop._core._UnixReadPipeTransport",
+    .basicsize = sizeof(RlStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ReadPipe_slots,
+};
+
+/* -- the write pipe type: asyncio's _UnixWritePipeTransport API -- */
+
+/* write(data): bytes, bytearray or memoryview (asyncio asserts it; a
+ * TypeError here); after close()/write_eof() or the end, dropped (with
+ * asyncio's warning from the 5th on). */
+static PyObject *
+WritePipe_write(RlStream *t, PyObject *data)
+{
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) &&
+        !PyMemoryView_Check(data)) {
+        PyErr_Format(PyExc_TypeError,
+                     "data argument must be a bytes-like object, not '%.200s'",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int rc = 0;
+    if (view.len == 0) {
+        goto done;
+    }
+    if (t->conn_lost || t->closing) {
+        if (t->pipe_conn_lost >= RL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+            rc = rl_net_log(t->loop, t->loop->st->net->str_warning,
+                            "pipe closed by peer or os.write(pipe, data) "
+                            "raised exception.",
+                            NULL, NULL);
+        }
+        t->pipe_conn_lost++;
+        goto done;
+    }
+    wpiece pc;
+    pc.obj = PyBytes_CheckExact(data) ? data : NULL;
+    pc.p = view.buf;
+    pc.n = (size_t)view.len;
+    rc = write_pieces(t, &pc, 1, pc.n);
+done:
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* WriteTransport.writelines(): b''.join(list_of_data), then write(). */
+static PyObject *
+WritePipe_writelines(RlStream *t, PyObject *list)
+{
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL) {
+        return NULL;
+    }
+    PyObject *data = PyObject_CallMethod(empty, "join", "O", list);
+    Py_DECREF(empty);
+    if (data == NULL) {
+        return NULL;
+    }
+    PyObject *r = WritePipe_write(t, data);
+    Py_DECREF(data);
+    return r;
+}
+
+static PyObject *
+WritePipe_get_conn_lost(RlStream *t, void *Py_UNUSED(c))
+{
+    return PyLong_FromUnsignedLong(t->pipe_conn_lost);
+}
+
+#define NOARGS(name, fn, doc) {name, (PyCFunction)(fn), METH_NOARGS, doc}
+
+static PyMethodDef WritePipe_methods[] = {
+    {"write", (PyCFunction)WritePipe_write, METH_O, NULL},
+    {"writelines", (PyCFunction)WritePipe_writelines, METH_O, NULL},
+    /* write_eof() is close() for a pipe: connection_lost once the buffer
+     * drained */
+    NOARGS("write_eof", Stream_close, NULL),
+    NOARGS("can_write_eof", Stream_can_write_eof, NULL),
+    NOARGS("close", Stream_close, NULL),
+    NOARGS("abort", Stream_abort, NULL),
+    NOARGS("is_closing", Stream_is_closing, NULL),
+    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_O, NULL},
+    NOARGS("get_protocol", Stream_get_protocol, NULL),
+    NOARGS("get_write_buffer_size", Stream_get_write_buffer_size, NULL),
+    NOARGS("get_write_buffer_limits", Stream_get_write_buffer_limits, NULL),
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))
+                                    Stream_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))Pipe_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_fatal_error", (PyCFunction)(void (*)(void))Pipe__fatal_error,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    NOARGS("_state", Stream__state, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
+#undef NOARGS
+
+static PyGetSetDef WritePipe_getset[] = {
+    {"_pipe", (getter)Pipe_get_pipe, (setter)Pipe_set_pipe, NULL, NULL},
+    {"_fileno", (getter)Pipe_get_fileno, NULL, NULL, NULL},
+    {"_protocol", (getter)Stream_get_protocol_attr, NULL, NULL, NULL},
+    {"_closing", (getter)Stream_get_closing, NULL, NULL, NULL},
+    {"_conn_lost", (getter)WritePipe_get_conn_lost, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot WritePipe_slots[] = {
+    {Py_tp_dealloc, Stream_dealloc},
+    {Py_tp_finalize, Stream_finalize},
+    {Py_tp_traverse, Stream_traverse},
+    {Py_tp_clear, Stream_clear},
+    {Py_tp_repr, Pipe_repr},
+    {Py_tp_methods, WritePipe_methods},
+    {Py_tp_getset, WritePipe_getset},
+    {Py_tp_members, Stream_members},
+    {Py_tp_doc, "asyncio's write pipe transport with a native core."},
+    {0, NULL},
+};
+
+static PyType_Spec WritePipe_spec = {
+    .name = "ringloop._core._UnixWritePipeTransport",
+    .basicsize = sizeof(RlStream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = WritePipe_slots,
+};
+
+/* Whether asyncio.transports.ReadTransport has the layout our struct
+ * starts with (BaseTransport's one slot, _extra, first): then it can be
+ * the read pipe's base, as it is asyncio's. */
+static int
+readtransport_layout_ok(PyTypeObject *base)
+{
+    if (base->tp_basicsize != (Py_ssize_t)offsetof(RlStream, aio_high_water) ||
+        base->tp_itemsize != 0 || base->tp_dictoffset != 0 ||
+        base->tp_weaklistoffset != 0) {
+        return 0;
+    }
+    PyObject *d = PyObject_GetAttrString((PyObject *)base, "_extra");
+    if (d == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)d)->d_member->offset ==
+                 (Py_ssize_t)offsetof(RlStream, aio_extra) &&
+             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    Py_DECREF(d);
+    return ok;
+}
+
+static int
+pipe_init_types(PyObject *module, rl_state *st)
+{
+    PyObject *mod = PyImport_ImportModule("asyncio.transports");
+    if (mod == NULL) {
+        return -1;
+    }
+    PyObject *base = PyObject_GetAttrString(mod, "ReadTransport");
+    Py_DECREF(mod);
+    if (base == NULL) {
+        PyErr_Clear();
+    }
+    else if (!PyType_Check(base) ||
+             !readtransport_layout_ok((PyTypeObject *)base)) {
+        Py_CLEAR(base);
+    }
+    st->net->ReadPipeType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &ReadPipe_spec, base);
+    Py_XDECREF(base);
+    if (st->net->ReadPipeType == NULL ||
+        PyModule_AddType(module, st->net->ReadPipeType) < 0) {
+        return -1;
+    }
+    /* _FlowControlMixin, as asyncio's (NULL: its layout differs) */
+    st->net->WritePipeType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &WritePipe_spec, st->net->aio_FlowControlMixin);
+    if (st->net->WritePipeType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->net->WritePipeType);
+}
+
 /* Whether asyncio.transports._FlowControlMixin has exactly the layout our
  * struct mirrors (its bases' __slots__ at these offsets, no dict, no
  * weakrefs): then it can be our base. */
@@ -2638,5 +3241,8 @@ rl_stream_init_type(PyObject *module, rl_state *st)
     if (st->net->StreamType == NULL) {
         return -1;
     }
-    return PyModule_AddType(module, st->net->StreamType);
+    if (PyModule_AddType(module, st->net->StreamType) < 0) {
+        return -1;
+    }
+    return pipe_init_types(module, st);
 }
