@@ -956,28 +956,49 @@ async def copy_file(src, dst, chunk=1 << 20):
 
 
 async def _splice_copy(loop, fin, fout, chunk):
-    rp, wp = os.pipe2(os.O_CLOEXEC)
+    rp, wp, cap = _own_pipe(chunk)
     try:
-        try:
-            # a pipe holds 64 KiB by default: one request pair per chunk
-            chunk = fcntl.fcntl(wp, fcntl.F_SETPIPE_SZ, chunk)
-        except (OSError, AttributeError):
-            chunk = 1 << 16  # over the user's pipe-page limit: as is
         off = 0
         while True:
-            n = await _fs.splice(loop, fin, off, wp, -1, chunk)
+            n, sent, err = await _splice_round(loop, fin, off, rp, wp, fout, off, cap)
+            if err is not None:
+                raise err
             if n == 0:
                 return off
-            done = 0
-            while done < n:
-                m = await _fs.splice(loop, rp, -1, fout, off + done, n - done)
-                if m == 0:  # cannot happen with bytes in the pipe; never spin
-                    raise OSError(errno.EIO, os.strerror(errno.EIO))
-                done += m
             off += n
     finally:
         os.close(rp)
         os.close(wp)
+
+
+def _own_pipe(size):
+    """A pipe of our own, enlarged to size where the kernel lets us:
+    (read end, write end, capacity)."""
+    rp, wp = os.pipe2(os.O_CLOEXEC)
+    try:
+        cap = fcntl.fcntl(wp, fcntl.F_SETPIPE_SZ, size)
+    except OSError:
+        cap = 1 << 16  # over the user's pipe-page limit: as is
+    return rp, wp, cap
+
+
+async def _splice_round(loop, in_fd, in_off, rp, wp, out_fd, out_off, want):
+    """in_fd -> our pipe -> out_fd, up to want bytes (out_off -1: out_fd's
+    position).  (bytes read, bytes written, the error that stopped the
+    drain or None); the pipe is empty afterwards unless there was an
+    error."""
+    n = await _fs.splice(loop, in_fd, in_off, wp, -1, want)
+    sent = 0
+    while sent < n:
+        try:
+            m = await _fs.splice(loop, rp, -1, out_fd,
+                                 -1 if out_off < 0 else out_off + sent, n - sent)
+        except OSError as e:
+            return n, sent, e
+        if m == 0:  # cannot happen with bytes in the pipe; never spin
+            return n, sent, OSError(errno.EIO, os.strerror(errno.EIO))
+        sent += m
+    return n, sent, None
 
 
 async def sendfile(out_fd, in_fd, offset, count):
@@ -1028,26 +1049,13 @@ def _native_sendfile_plan(loop, out_fd, in_fd, offset, count):
 
 
 async def _splice_through_pipe(loop, in_fd, start, out_fd, count):
-    rp, wp = os.pipe2(os.O_CLOEXEC)
+    rp, wp, cap = _own_pipe(min(count, 1 << 20))
     try:
-        want = min(count, 1 << 20)
-        try:
-            want = min(count, fcntl.fcntl(wp, fcntl.F_SETPIPE_SZ, want))
-        except OSError:
-            want = min(count, 1 << 16)
-        n = await _fs.splice(loop, in_fd, start, wp, -1, want)
-        sent = 0
-        while sent < n:
-            try:
-                m = await _fs.splice(loop, rp, -1, out_fd, -1, n - sent)
-            except OSError:
-                if sent:
-                    return sent  # what reached out_fd, as sendfile's short count
-                raise
-            if m == 0:
-                break
-            sent += m
-        return sent
+        _, sent, err = await _splice_round(loop, in_fd, start, rp, wp, out_fd, -1,
+                                           min(count, cap))
+        if err is not None and not sent:
+            raise err
+        return sent  # a short count once bytes reached out_fd, as sendfile(2)
     finally:
         os.close(rp)
         os.close(wp)
